@@ -1,0 +1,100 @@
+"""The job store's Redis key layout: key names, the job hash fields, status names.
+
+Every key lives under ``{prefix}:``:
+
+``job:{id}`` (hash)
+    id, name (absent when null), status, spec (json), seq, created_at, started_at,
+    finished_at, heartbeat_at (ISO 8601 UTC, "" when unset), progress (json),
+    cancel_requested ("0"/"1"), attempts, warnings (json list), error (json or "").
+``job:{id}:losses`` (string)
+    float32 little-endian; iteration k (from 1) at byte offset (k - 1) * 4, written
+    with SETRANGE so a redelivered task that rewrites iterations never duplicates them.
+``job:{id}:epochs`` (hash)
+    epoch number -> json row {epoch, iteration, train_loss, train_accuracy, val_loss,
+    val_accuracy}.
+``job:{id}:metrics`` (string json), ``job:{id}:checkpoint`` (bytes),
+``job:{id}:lease`` (string: the owning worker's token, with a PX TTL).
+``jobs`` (sorted set)
+    score = ``jobs:seq`` (a global INCR), member = id; ``jobs:status:{status}`` holds
+    the same scores per status. Entries whose job hash has expired are dropped lazily.
+``idem:{key}`` (string json {job_id, fingerprint}, with a TTL).
+
+A terminal job gets the job TTL on its hash, losses, epochs and metrics, and loses its
+lease and checkpoint; queued and running jobs never expire. The scripts in app.lua
+that change a job receive ``JobKeys.all()`` as KEYS, in that order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def is_job_id(job_id: str) -> bool:
+    """Whether `job_id` has the shape of an id this store hands out (uuid4 hex)."""
+    return isinstance(job_id, str) and _JOB_ID.fullmatch(job_id) is not None
+
+
+def check_status(status: str) -> str:
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    return status
+
+
+@dataclass(frozen=True)
+class JobKeys:
+    """The keys of one job, plus the status indexes its transitions touch."""
+
+    job: str
+    losses: str
+    epochs: str
+    metrics: str
+    checkpoint: str
+    lease: str
+    status_indexes: tuple[str, ...]
+
+    def all(self) -> list[str]:
+        """KEYS for a job-scoped script: 1 job .. 6 lease, 7..11 indexes by STATUSES."""
+        data = [self.job, self.losses, self.epochs, self.metrics, self.checkpoint, self.lease]
+        return data + list(self.status_indexes)
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """Key names under one prefix."""
+
+    prefix: str
+
+    @property
+    def jobs(self) -> str:
+        return f"{self.prefix}:jobs"
+
+    @property
+    def seq(self) -> str:
+        return f"{self.prefix}:jobs:seq"
+
+    @property
+    def job_prefix(self) -> str:
+        return f"{self.prefix}:job:"
+
+    def status_index(self, status: str) -> str:
+        return f"{self.prefix}:jobs:status:{check_status(status)}"
+
+    def idempotency(self, key: str) -> str:
+        return f"{self.prefix}:idem:{key}"
+
+    def job(self, job_id: str) -> JobKeys:
+        base = f"{self.job_prefix}{job_id}"
+        return JobKeys(
+            job=base,
+            losses=f"{base}:losses",
+            epochs=f"{base}:epochs",
+            metrics=f"{base}:metrics",
+            checkpoint=f"{base}:checkpoint",
+            lease=f"{base}:lease",
+            status_indexes=tuple(self.status_index(status) for status in STATUSES),
+        )

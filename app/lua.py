@@ -1,0 +1,174 @@
+"""Lua scripts that change a job atomically; job-scoped ones take KEYS = JobKeys.all()."""
+
+from __future__ import annotations
+
+# Helpers shared by the job-scoped scripts (KEYS as in JobKeys.all()).
+_PRELUDE = """
+local INDEX = {queued = KEYS[7], running = KEYS[8], succeeded = KEYS[9],
+               failed = KEYS[10], cancelled = KEYS[11]}
+local TERMINAL = {succeeded = true, failed = true, cancelled = true}
+
+local function lease_is(token)
+  return redis.call('GET', KEYS[6]) == token
+end
+
+local function move(from, to)
+  local id = redis.call('HGET', KEYS[1], 'id')
+  local seq = redis.call('HGET', KEYS[1], 'seq')
+  redis.call('ZREM', INDEX[from], id)
+  redis.call('ZADD', INDEX[to], seq, id)
+  redis.call('HSET', KEYS[1], 'status', to)
+end
+
+local function add_warnings(new)
+  local raw = redis.call('HGET', KEYS[1], 'warnings')
+  local list = {}
+  if raw and raw ~= '' then list = cjson.decode(raw) end
+  local seen, added = {}, 0
+  for _, w in ipairs(list) do seen[w] = true end
+  for _, w in ipairs(new) do
+    if not seen[w] then table.insert(list, w); seen[w] = true; added = added + 1 end
+  end
+  if added > 0 then redis.call('HSET', KEYS[1], 'warnings', cjson.encode(list)) end
+  return added
+end
+
+local function terminate(from, to, now, ttl)
+  move(from, to)
+  redis.call('HSET', KEYS[1], 'finished_at', now)
+  redis.call('DEL', KEYS[5], KEYS[6])
+  for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
+end
+"""
+
+# KEYS: job keys, 12 seq, 13 jobs, 14 idem. ARGV: id, fingerprint, idem ttl,
+# has idem ('1'/'0'), job key prefix, then field/value pairs of the new hash.
+# The lookup of an idempotent job is the one key built here; fine outside Cluster.
+CREATE = _PRELUDE + """
+if ARGV[4] == '1' then
+  local existing = redis.call('GET', KEYS[14])
+  if existing then
+    local record = cjson.decode(existing)
+    if redis.call('EXISTS', ARGV[5] .. record.job_id) == 1 then
+      return {0, record.job_id, record.fingerprint}
+    end
+  end
+end
+local seq = redis.call('INCR', KEYS[12])
+redis.call('HSET', KEYS[1], 'seq', seq, unpack(ARGV, 6))
+redis.call('ZADD', KEYS[13], seq, ARGV[1])
+redis.call('ZADD', INDEX.queued, seq, ARGV[1])
+if ARGV[4] == '1' then
+  local record = cjson.encode({job_id = ARGV[1], fingerprint = ARGV[2]})
+  redis.call('SET', KEYS[14], record, 'EX', ARGV[3])
+end
+return {1, ARGV[1], ARGV[2]}
+"""
+
+# ARGV: now, ttl. Returns the status after the call, or nil for an unknown job.
+CANCEL = _PRELUDE + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return false end
+if status == 'queued' then
+  redis.call('HSET', KEYS[1], 'cancel_requested', '1')
+  terminate(status, 'cancelled', ARGV[1], ARGV[2])
+  return 'cancelled'
+end
+if status == 'running' then redis.call('HSET', KEYS[1], 'cancel_requested', '1') end
+return status
+"""
+
+# ARGV: token, now. Returns the attempt number, -1 when the lease is not ours,
+# nil for an unknown or terminal job.
+START_ATTEMPT = _PRELUDE + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or TERMINAL[status] then return false end
+if not lease_is(ARGV[1]) then return -1 end
+if status ~= 'running' then move(status, 'running') end
+if (redis.call('HGET', KEYS[1], 'started_at') or '') == '' then
+  redis.call('HSET', KEYS[1], 'started_at', ARGV[2])
+end
+redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[2])
+return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+"""
+
+# ARGV: token, byte offset, float32 bytes, progress json ('' keeps it), now,
+# epoch number ('' for none), epoch row json. Returns cancel_requested, -1 if fenced off.
+RECORD = _PRELUDE + """
+if redis.call('EXISTS', KEYS[1]) == 0 or not lease_is(ARGV[1]) then return -1 end
+if #ARGV[3] > 0 then redis.call('SETRANGE', KEYS[2], ARGV[2], ARGV[3]) end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[3], ARGV[6], ARGV[7]) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'progress', ARGV[4]) end
+redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[5])
+return tonumber(redis.call('HGET', KEYS[1], 'cancel_requested') or '0')
+"""
+
+# ARGV: token, checkpoint bytes. Returns 1, or -1 if fenced off.
+SAVE_CHECKPOINT = _PRELUDE + """
+if redis.call('EXISTS', KEYS[1]) == 0 or not lease_is(ARGV[1]) then return -1 end
+redis.call('SET', KEYS[5], ARGV[2])
+return 1
+"""
+
+# ARGV: token ('' skips fencing), bytes to keep, epochs to keep. Returns 1, or -1.
+TRUNCATE = _PRELUDE + """
+if ARGV[1] ~= '' and not lease_is(ARGV[1]) then return -1 end
+local keep = tonumber(ARGV[2])
+if keep == 0 then
+  redis.call('DEL', KEYS[2])
+elseif redis.call('STRLEN', KEYS[2]) > keep then
+  local head = redis.call('GETRANGE', KEYS[2], 0, keep - 1)
+  redis.call('SET', KEYS[2], head, 'KEEPTTL')
+end
+local last = tonumber(ARGV[3])
+for _, epoch in ipairs(redis.call('HKEYS', KEYS[3])) do
+  if tonumber(epoch) > last then redis.call('HDEL', KEYS[3], epoch) end
+end
+return 1
+"""
+
+# ARGV: warning. Returns the number added (0 for a duplicate), -1 for an unknown job.
+ADD_WARNING = _PRELUDE + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return add_warnings({ARGV[1]})
+"""
+
+# ARGV: status, token ('' skips fencing), now, ttl, error json, metrics json,
+# warnings json ('' for none of the last three). Returns 1 if it transitioned.
+FINISH = _PRELUDE + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or TERMINAL[status] then return 0 end
+if ARGV[2] ~= '' then
+  local holder = redis.call('GET', KEYS[6])
+  if holder and holder ~= ARGV[2] then return 0 end
+end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[5]) end
+if ARGV[6] ~= '' then redis.call('SET', KEYS[4], ARGV[6]) end
+if ARGV[7] ~= '' then add_warnings(cjson.decode(ARGV[7])) end
+terminate(status, ARGV[1], ARGV[3], ARGV[4])
+return 1
+"""
+
+# KEYS: lease, job. ARGV: token, ttl ms. 1 if the lease is (now) ours.
+ACQUIRE_LEASE = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]); return 1 end
+if holder then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS: lease, job. ARGV: token, ttl ms, now. 1 if renewed.
+RENEW_LEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], 'heartbeat_at', ARGV[3]) end
+return 1
+"""
+
+# KEYS: lease. ARGV: token. 1 if released.
+RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""

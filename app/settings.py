@@ -1,0 +1,130 @@
+"""Service settings read from the environment, shared by the API and the worker."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """`REDIS_URL` plus the `DESCENT_*` limits; no secrets live in code."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DESCENT_",
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        min_length=1,
+        validation_alias=AliasChoices("REDIS_URL", "redis_url"),
+        description="Redis URL (env REDIS_URL, no prefix): job store and Celery broker.",
+    )
+    data_dir: str | None = Field(
+        default=None,
+        description="Directory with dataset files that every worker can read; None: built-ins.",
+    )
+    key_prefix: str = Field(
+        default="descent",
+        min_length=1,
+        description="Prefix of every Redis key the job store owns.",
+    )
+    job_ttl_seconds: int = Field(
+        default=7 * 24 * 3600,
+        gt=0,
+        description="How long a finished (succeeded/failed/cancelled) job is kept.",
+    )
+    idempotency_ttl_seconds: int = Field(
+        default=86_400,
+        gt=0,
+        description="How long an Idempotency-Key is remembered.",
+    )
+    max_job_seconds: float = Field(
+        default=3600,
+        gt=0,
+        description="A job whose cost estimate exceeds this many seconds is refused.",
+    )
+    task_soft_time_limit: float = Field(
+        default=3600,
+        gt=0,
+        description="Celery soft time limit: the job ends as failed/time_limit.",
+    )
+    task_time_limit: float = Field(
+        default=3660,
+        gt=0,
+        description="Celery hard time limit: the worker process is killed.",
+    )
+    visibility_timeout: float = Field(
+        default=3900,
+        gt=0,
+        description="Broker visibility timeout; must exceed the hard time limit.",
+    )
+    max_attempts: int = Field(
+        default=3,
+        gt=0,
+        description="Attempts (first run plus redeliveries) before a lost job fails.",
+    )
+    lease_seconds: float = Field(
+        default=15,
+        gt=0,
+        description="TTL of a worker's lease on a running job; it lapses when the worker dies.",
+    )
+    heartbeat_seconds: float = Field(
+        default=3,
+        gt=0,
+        description="How often a worker renews its lease; must be below lease_seconds.",
+    )
+    progress_flush_seconds: float = Field(
+        default=0.25,
+        gt=0,
+        description="Flush buffered progress to Redis at least this often.",
+    )
+    progress_flush_iterations: int = Field(
+        default=500,
+        gt=0,
+        description="Flush buffered progress to Redis after this many iterations.",
+    )
+    max_body_bytes: int = Field(
+        default=1_000_000,
+        gt=0,
+        description="Largest accepted HTTP request body, in bytes.",
+    )
+    reaper_interval_seconds: float = Field(
+        default=15,
+        gt=0,
+        description="How often the reaper looks for running jobs whose worker is gone.",
+    )
+    worker_concurrency: int = Field(
+        default=1,
+        gt=0,
+        description="Celery worker processes per container.",
+    )
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> Settings:
+        if self.task_soft_time_limit >= self.task_time_limit:
+            raise ValueError(
+                "task_soft_time_limit must be < task_time_limit, "
+                f"got {self.task_soft_time_limit} >= {self.task_time_limit}"
+            )
+        if self.visibility_timeout <= self.task_time_limit:
+            raise ValueError(
+                "visibility_timeout must be > task_time_limit (else the broker redelivers "
+                f"running tasks), got {self.visibility_timeout} <= {self.task_time_limit}"
+            )
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError(
+                "heartbeat_seconds must be < lease_seconds, "
+                f"got {self.heartbeat_seconds} >= {self.lease_seconds}"
+            )
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

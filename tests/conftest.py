@@ -1,0 +1,47 @@
+"""Shared fixtures: a private redis-server for the session and a JobStore per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from app.local_redis import LocalRedis, start_local_redis
+from app.store import JobStore
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[LocalRedis]:
+    """A throw-away redis-server on a free port, stopped when the session ends."""
+    server = start_local_redis()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: LocalRedis) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A prefix no other test uses, so tests share the server but never each other's keys."""
+    return f"test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=False)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis, key_prefix: str) -> JobStore:
+    return JobStore(redis_client, prefix=key_prefix)

@@ -1,0 +1,315 @@
+"""Tests of the catalogue, the built-in loaders and uploaded .npz files."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from trainer import datasets
+from trainer.datasets import (
+    BUILTIN_NAMES,
+    ENV_DATA_DIR,
+    Dataset,
+    catalogue,
+    dataset_info,
+    load_dataset,
+    load_npz,
+)
+from trainer.errors import DatasetError, DatasetUnavailable, UnknownDataset
+from trainer.splits import make_splits
+
+IDX_NAMES = [
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+]
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = (0x0800 | array.ndim).to_bytes(4, "big")
+    header += b"".join(d.to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def write_fake_mnist(
+    data_dir: Path, name: str = "mnist", n_train: int = 12, n_test: int = 6,
+    n_train_labels: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Small IDX files (4 x 5 images) under data_dir/name/; returns the arrays written."""
+    rng = np.random.default_rng(7)
+    arrays = {
+        IDX_NAMES[0]: rng.integers(0, 256, size=(n_train, 4, 5)),
+        IDX_NAMES[1]: rng.integers(0, 10, size=n_train_labels or n_train),
+        IDX_NAMES[2]: rng.integers(0, 256, size=(n_test, 4, 5)),
+        IDX_NAMES[3]: rng.integers(0, 10, size=n_test),
+    }
+    arrays[IDX_NAMES[0]][0, 0, 0] = 255  # the maximum pixel maps to exactly 1.0
+    (data_dir / name).mkdir(parents=True, exist_ok=True)
+    for file, array in arrays.items():
+        write_idx(data_dir / name / file, array)
+    return arrays
+
+
+@pytest.fixture
+def no_system_dirs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hide /usr/share/datasets so that fashion-mnist's availability depends on the test."""
+    monkeypatch.setattr(datasets, "SYSTEM_DIRS", {})
+    monkeypatch.delenv(ENV_DATA_DIR, raising=False)
+
+
+def test_builtin_names() -> None:
+    assert BUILTIN_NAMES == ("fashion-mnist", "mnist", "digits", "spiral", "blobs")
+    assert [info.name for info in catalogue()] == list(BUILTIN_NAMES)
+
+
+def test_unknown_name_lists_the_known_ones() -> None:
+    for call in (load_dataset, dataset_info):
+        with pytest.raises(UnknownDataset, match="'cifar'.*fashion-mnist, mnist, digits"):
+            call("cifar")
+
+
+def test_idx_dataset_loads_scaled_flattened_with_own_test_split(tmp_path: Path) -> None:
+    arrays = write_fake_mnist(tmp_path)
+    dataset = load_dataset("mnist", tmp_path)
+    assert dataset.x.shape == (12, 20) and dataset.x.dtype == np.float32
+    assert dataset.x.flags.c_contiguous and dataset.x.max() == 1.0
+    np.testing.assert_allclose(dataset.x, arrays[IDX_NAMES[0]].reshape(12, 20) / 255, rtol=1e-6)
+    np.testing.assert_array_equal(dataset.t, arrays[IDX_NAMES[1]])
+    assert dataset.t.dtype == np.int64 and dataset.n_classes == 10
+    assert dataset.x_test is not None and dataset.x_test.shape == (6, 20)
+    np.testing.assert_array_equal(dataset.t_test, arrays[IDX_NAMES[3]])
+    info = dataset_info("mnist", tmp_path)
+    assert (info.available, info.n_train, info.n_test, info.n_features) == (True, 12, 6, 20)
+
+
+def test_data_dir_comes_from_the_environment_at_call_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_fake_mnist(tmp_path)
+    monkeypatch.setenv(ENV_DATA_DIR, str(tmp_path))
+    assert load_dataset("mnist").x.shape == (12, 20)
+    monkeypatch.setenv(ENV_DATA_DIR, str(tmp_path / "elsewhere"))
+    assert not dataset_info("mnist").available
+
+
+def test_missing_files_raise_unavailable_with_a_hint(no_system_dirs: None) -> None:
+    with pytest.raises(DatasetUnavailable) as info:
+        load_dataset("mnist")
+    message = str(info.value)
+    assert all(file in message for file in IDX_NAMES)
+    assert ENV_DATA_DIR in message and "mnist/" in message
+    entry = dataset_info("mnist")
+    assert not entry.available and entry.hint is not None and ENV_DATA_DIR in entry.hint
+    shape = (entry.n_train, entry.n_test, entry.n_features, entry.n_classes)
+    assert shape == (60000, 10000, 784, 10)
+
+
+def test_hint_names_the_missing_files_in_the_data_dir(tmp_path: Path, no_system_dirs: None) -> None:
+    write_fake_mnist(tmp_path)
+    (tmp_path / "mnist" / IDX_NAMES[3]).unlink()
+    hint = dataset_info("mnist", tmp_path).hint
+    assert hint is not None and f"missing there: {IDX_NAMES[3]}" in hint
+    assert str(tmp_path / "mnist") in hint
+
+
+def test_fashion_mnist_hint_mentions_the_debian_package(no_system_dirs: None) -> None:
+    hint = dataset_info("fashion-mnist").hint
+    assert hint is not None and "apt-get install dataset-fashion-mnist" in hint
+    with pytest.raises(DatasetUnavailable, match="apt-get install dataset-fashion-mnist"):
+        load_dataset("fashion-mnist")
+
+
+def test_data_dir_is_searched_before_the_system_dir(tmp_path: Path) -> None:
+    write_fake_mnist(tmp_path, "fashion-mnist", n_train=9)
+    assert load_dataset("fashion-mnist", tmp_path).x.shape == (9, 20)
+    assert dataset_info("fashion-mnist", tmp_path).n_train == 9
+
+
+def test_label_and_image_count_mismatch(tmp_path: Path) -> None:
+    write_fake_mnist(tmp_path, n_train=12, n_train_labels=11)
+    message = f"{IDX_NAMES[1]} has 11 labels but {IDX_NAMES[0]} has 12 images"
+    with pytest.raises(DatasetError, match=message):
+        load_dataset("mnist", tmp_path)
+    info = dataset_info("mnist", tmp_path)
+    assert not info.available and info.hint is not None and "has 11 labels" in info.hint
+
+
+def test_label_out_of_range(tmp_path: Path) -> None:
+    write_fake_mnist(tmp_path)
+    write_idx(tmp_path / "mnist" / IDX_NAMES[3], np.array([0, 1, 2, 3, 4, 12]))
+    with pytest.raises(DatasetError, match=r"label 12 is not in 0..9"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_corrupt_file_is_a_dataset_error_naming_it(tmp_path: Path) -> None:
+    write_fake_mnist(tmp_path)
+    (tmp_path / "mnist" / IDX_NAMES[2]).write_bytes(b"not gzip at all")
+    with pytest.raises(DatasetError, match=IDX_NAMES[2]):
+        load_dataset("mnist", tmp_path)
+    assert not dataset_info("mnist", tmp_path).available
+
+
+def test_catalogue_notices_replaced_files(tmp_path: Path) -> None:
+    write_fake_mnist(tmp_path, n_train=12)
+    assert dataset_info("mnist", tmp_path).n_train == 12
+    write_fake_mnist(tmp_path, n_train=20)
+    for file in IDX_NAMES:  # a different mtime even on filesystems with coarse timestamps
+        os.utime(tmp_path / "mnist" / file, ns=(1, 1_000_000_000))
+    assert dataset_info("mnist", tmp_path).n_train == 20
+
+
+@pytest.mark.parametrize("name", BUILTIN_NAMES)
+def test_catalogue_shapes_equal_loaded_and_split_shapes(name: str) -> None:
+    info = dataset_info(name)
+    if not info.available:
+        pytest.skip(f"{name} is not available here: {info.hint}")
+    dataset = load_dataset(name)
+    splits = make_splits(dataset, 0.1, np.random.default_rng(0))
+    assert len(splits.t_train) + len(splits.t_val) == info.n_train
+    assert len(splits.t_test) == info.n_test
+    assert dataset.x.shape[1] == info.n_features and dataset.n_classes == info.n_classes
+    assert dataset.x.dtype == np.float32 and dataset.t.dtype == np.int64
+    assert dataset.t.min() >= 0 and dataset.t.max() < dataset.n_classes
+    assert info.to_dict()["n_train"] == info.n_train and info.to_dict()["hint"] is None
+
+
+def test_digits_are_scaled_to_unit_range() -> None:
+    pytest.importorskip("sklearn")
+    dataset = load_dataset("digits")
+    assert dataset.x.shape == (1797, 64) and dataset.x.min() == 0.0 and dataset.x.max() == 1.0
+    assert dataset.x_test is None
+
+
+@pytest.mark.parametrize("name", ["spiral", "blobs"])
+def test_generated_datasets_are_always_the_same(name: str) -> None:
+    first, second = load_dataset(name), load_dataset(name)
+    np.testing.assert_array_equal(first.x, second.x)
+    np.testing.assert_array_equal(first.t, second.t)
+    counts = np.bincount(first.t)
+    assert len(set(counts)) == 1  # balanced classes
+
+
+def test_spiral_shape() -> None:
+    dataset = load_dataset("spiral")
+    assert dataset.x.shape == (900, 2) and dataset.n_classes == 3
+    assert np.abs(dataset.x).max() <= 1.0
+
+
+def test_blobs_overlap_but_are_learnable() -> None:
+    dataset = load_dataset("blobs")
+    means = np.stack([dataset.x[dataset.t == k].mean(axis=0) for k in range(dataset.n_classes)])
+    nearest = np.argmin(((dataset.x[:, None, :] - means[None]) ** 2).sum(axis=2), axis=1)
+    accuracy = (nearest == dataset.t).mean()
+    assert 0.9 <= accuracy < 1.0
+
+
+def test_dataset_rejects_inconsistent_arrays() -> None:
+    with pytest.raises(DatasetError, match=r"t \(n,\)"):
+        Dataset("bad", np.zeros((3, 2), np.float32), np.zeros(4, np.int64), 2)
+    with pytest.raises(DatasetError, match="together"):
+        Dataset("bad", np.zeros((3, 2)), np.zeros(3, np.int64), 2, x_test=np.zeros((1, 2)))
+
+
+# --- load_npz -------------------------------------------------------------------------------
+
+
+def npz(**arrays: Any) -> io.BytesIO:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    buffer.seek(0)
+    return buffer
+
+
+def good_arrays() -> dict[str, Any]:
+    rng = np.random.default_rng(3)
+    return {"x": rng.normal(size=(10, 4)), "t": np.arange(10) % 3}
+
+
+def test_load_npz_from_a_stream_and_a_path(tmp_path: Path) -> None:
+    dataset = load_npz(npz(**good_arrays()), name="mine")
+    assert dataset.name == "mine" and dataset.x.dtype == np.float32 and dataset.x.shape == (10, 4)
+    assert dataset.t.dtype == np.int64 and dataset.n_classes == 3 and dataset.x_test is None
+    path = tmp_path / "data.npz"
+    np.savez(path, **good_arrays())
+    np.testing.assert_array_equal(load_npz(path).t, dataset.t)
+
+
+def test_load_npz_accepts_integral_float_labels_and_counts_test_classes() -> None:
+    arrays = good_arrays()
+    arrays["t"] = arrays["t"].astype(np.float64)
+    dataset = load_npz(npz(**arrays, x_test=np.ones((2, 4)), t_test=np.array([0, 5])))
+    assert dataset.n_classes == 6 and dataset.t_test is not None
+    assert dataset.t_test.dtype == np.int64
+
+
+def with_changes(**changes: Any) -> dict[str, Any]:
+    arrays: dict[str, Any] = good_arrays()
+    for key, value in changes.items():
+        if value is None:
+            del arrays[key]
+        else:
+            arrays[key] = value
+    return arrays
+
+
+def nan_at_row_3() -> np.ndarray:
+    x = np.zeros((10, 4))
+    x[3, 1] = np.nan
+    return x
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        (with_changes(t=np.arange(9) % 3), "t has 9 labels but x has 10 rows"),
+        (with_changes(x=nan_at_row_3()), "x contains NaN or infinity at row 3"),
+        (with_changes(x=np.full((10, 4), 1e39)), "x has a value beyond float32 at row 0"),
+        (with_changes(x=np.zeros(10)), r"x must be 2-D \(samples x features\), got shape \(10,\)"),
+        (with_changes(x=np.zeros((10, 0))), "x has no features"),
+        (with_changes(x=np.full((10, 4), "a")), "x must be numeric .* got dtype <U1"),
+        (with_changes(t=np.zeros((10, 1))), r"t must be 1-D .* got shape \(10, 1\)"),
+        (with_changes(t=np.array([0, 1, 1.5] + [0] * 7)), "integer labels: 1.5 at index 2"),
+        (with_changes(t=np.array([0, 1, -1] + [0] * 7)), "t has a negative label: -1 at index 2"),
+        (with_changes(t=np.array([0, 1, 10**9] + [0] * 7)), "t has a label >= 1000: 1000000000"),
+        (with_changes(t=np.array(["a"] * 10)), "t must hold integer labels, got dtype <U1"),
+        (with_changes(t=np.zeros(10, dtype=np.int64)), "t has only one distinct label"),
+        (with_changes(x=np.zeros((1, 4)), t=np.array([1])), "x has 1 rows; need at least 2"),
+        (with_changes(x_test=np.zeros((2, 4))), "x_test is given without t_test"),
+        (with_changes(t_test=np.zeros(2)), "t_test is given without x_test"),
+        (with_changes(x_test=np.zeros((2, 3)), t_test=np.zeros(2)),
+         "x_test has 3 features but x has 4"),
+        (with_changes(x_test=np.zeros((2, 4)), t_test=np.zeros(3)),
+         "t_test has 3 labels but x_test has 2 rows"),
+        (with_changes(x_test=np.array([[0, 0, np.inf, 0]]), t_test=np.zeros(1)),
+         "x_test contains NaN or infinity at row 0"),
+        (with_changes(t=None), "must hold arrays x and t.*found x"),
+        (with_changes(y=np.zeros(10)), "must hold arrays x and t.*found x, t, y"),
+    ],
+)
+def test_load_npz_rejects(arrays: dict[str, Any], message: str) -> None:
+    with pytest.raises(DatasetError, match=message):
+        load_npz(npz(**arrays))
+
+
+def test_load_npz_rejects_files_that_are_not_npz(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="not an .npz archive"):
+        load_npz(io.BytesIO(b"garbage, definitely not a zip"))
+    single = io.BytesIO()
+    np.save(single, np.zeros(3))
+    single.seek(0)
+    with pytest.raises(DatasetError, match="not an .npz archive"):
+        load_npz(single)
+    whole = npz(**good_arrays()).getvalue()
+    path = tmp_path / "cut.npz"
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DatasetError, match=f"{path}: cannot read the .npz archive"):
+        load_npz(path)
+    with pytest.raises(DatasetError, match="cannot read"):
+        load_npz(npz(x=np.array([object()] * 10, dtype=object).reshape(10, 1), t=np.arange(10)))

@@ -1,0 +1,47 @@
+"""Descent's numeric core: NumPy mini-batch gradient descent for small fully-connected nets.
+
+Imports only NumPy and the standard library (scikit-learn lazily, for `digits`).
+"""
+
+from trainer.checkpoint import Checkpoint, EpochRecord
+from trainer.config import TrainConfig
+from trainer.cost import CostEstimate, estimate_cost
+from trainer.datasets import Dataset, DatasetInfo, catalogue, dataset_info, load_dataset, load_npz
+from trainer.errors import (
+    DatasetError,
+    DatasetUnavailable,
+    Diverged,
+    InvalidConfig,
+    Stopped,
+    TrainerError,
+    UnknownDataset,
+)
+from trainer.loop import Callbacks, TrainResult, train, training_size
+from trainer.numerical import gradient_check, numerical_gradient
+
+__all__ = [
+    "Callbacks",
+    "Checkpoint",
+    "CostEstimate",
+    "Dataset",
+    "DatasetError",
+    "DatasetInfo",
+    "DatasetUnavailable",
+    "Diverged",
+    "EpochRecord",
+    "InvalidConfig",
+    "Stopped",
+    "TrainConfig",
+    "TrainResult",
+    "TrainerError",
+    "UnknownDataset",
+    "catalogue",
+    "dataset_info",
+    "estimate_cost",
+    "gradient_check",
+    "load_dataset",
+    "load_npz",
+    "numerical_gradient",
+    "train",
+    "training_size",
+]

@@ -1,0 +1,72 @@
+"""A cheap, pure estimate of what a configuration costs: iterations, operations, seconds.
+
+The API uses it to refuse absurd jobs before they are queued. The rates are deliberately
+round figures for one core of a small machine (calibrated against bench/trainer_bench.py);
+the estimate is meant to be right within a small factor, not to the second.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from trainer.config import TrainConfig
+from trainer.loop import TRAIN_EVAL_SAMPLES, training_size
+
+MATMUL_FLOPS_PER_SECOND = {"float32": 3.0e10, "float64": 1.5e10}
+ELEMENTWISE_PER_SECOND = 1.5e9  # float64 element operations of the numerical gradient
+STEP_OVERHEAD_SECONDS = 3e-5  # Python and NumPy call overhead of one training step
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    iterations: int
+    flops: float  # floating-point operations, matmul and elementwise together
+    seconds: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def estimate_cost(
+    config: TrainConfig, n_train_total: int, n_features: int, n_classes: int
+) -> CostEstimate:
+    """Estimate one run of `config` on a dataset whose training part has n_train_total rows."""
+    n_train = training_size(n_train_total, config)
+    n_val = n_train_total - n_train
+    sizes = (n_features, *config.hidden_sizes, n_classes)
+    dtype = config.resolved_dtype
+    per_sample = 2.0 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+    iterations_per_epoch = math.ceil(n_train / config.batch_size)
+    iterations = config.epochs * iterations_per_epoch
+    samples_per_epoch = n_train
+    # forward + backward (two products per layer) of every sample, every epoch
+    train_flops = 3.0 * per_sample * samples_per_epoch * config.epochs
+    eval_samples = min(n_train, TRAIN_EVAL_SAMPLES) + n_val
+    eval_flops = per_sample * eval_samples * config.epochs + per_sample * (n_train_total + n_train)
+    matmul_flops = train_flops + eval_flops
+    seconds = matmul_flops / MATMUL_FLOPS_PER_SECOND[dtype] + iterations * STEP_OVERHEAD_SECONDS
+    flops = matmul_flops
+    if config.gradient == "numerical":
+        per_batch = _numerical_ops_per_sample(sizes)
+        numerical_ops = per_batch * samples_per_epoch * config.epochs
+        flops += numerical_ops
+        seconds += numerical_ops / ELEMENTWISE_PER_SECOND
+    return CostEstimate(iterations=iterations, flops=flops, seconds=seconds)
+
+
+def _numerical_ops_per_sample(sizes: tuple[int, ...]) -> float:
+    """Element operations per training sample of one numerical gradient (see numerical.py)."""
+    n_layers = len(sizes) - 1
+    ops = 0.0
+    for layer in range(n_layers):
+        n_in, n_out = sizes[layer] + 1, sizes[layer + 1]
+        if layer == n_layers - 1:
+            ops += 2 * n_in * n_out * 12  # closed forms over the classes
+        elif layer == n_layers - 2:
+            ops += 2 * n_in * n_out * 20  # series over the classes, per hidden unit
+        else:
+            later = zip(sizes[layer + 1 : -1], sizes[layer + 2 :], strict=False)
+            rest = sum(a * b for a, b in later)
+            ops += 2 * n_in * n_out * (2.0 * rest + 10 * sum(sizes[layer + 1 :]))
+    return ops

@@ -1,0 +1,58 @@
+"""Domain errors of the trainer; app/ turns them into HTTP answers, worker/ into job states."""
+
+from __future__ import annotations
+
+
+class TrainerError(Exception):
+    """Base class of every error the trainer raises on purpose."""
+
+    code = "internal"
+
+
+class InvalidConfig(TrainerError, ValueError):
+    """A training configuration that cannot run; the message names the field and the value."""
+
+    code = "invalid_config"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class DatasetError(TrainerError):
+    """A dataset that cannot be read or is malformed; the message says what is wrong."""
+
+    code = "invalid_dataset"
+
+
+class DatasetUnavailable(DatasetError):
+    """A known dataset whose files are absent; the message says how to make it available."""
+
+
+class UnknownDataset(DatasetError):
+    """A dataset name that is not in the catalogue; the message lists the known ones."""
+
+
+class Diverged(TrainerError):
+    """The loss became non-finite or exploded: the learning rate is too large."""
+
+    code = "diverged"
+
+    def __init__(self, iteration: int, loss: float, learning_rate: float) -> None:
+        super().__init__(
+            f"training diverged at iteration {iteration}: loss {loss!r}; "
+            f"learning_rate {learning_rate!r} is too large, try {learning_rate / 10:g}"
+        )
+        self.iteration = iteration
+        self.loss = loss
+        self.learning_rate = learning_rate
+
+
+class Stopped(TrainerError):
+    """`should_stop` returned true between two batches (cancellation)."""
+
+    code = "cancelled"
+
+    def __init__(self, iteration: int) -> None:
+        super().__init__(f"stopped on request after iteration {iteration}")
+        self.iteration = iteration

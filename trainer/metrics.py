@@ -1,0 +1,83 @@
+"""Evaluation of a trained network: loss, accuracy, confusion matrix and per-class scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from trainer.network import Network
+
+Array = np.ndarray
+
+EVAL_BATCH = 4096  # bounds the memory of a forward pass over a large set
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    loss: float
+    accuracy: float
+    n: int
+    predictions: Array
+
+    def summary(self) -> dict[str, float]:
+        return {"loss": self.loss, "accuracy": self.accuracy}
+
+
+def evaluate(net: Network, x: Array, t: Array) -> Evaluation:
+    """Mean loss and accuracy of `net` on (x, t), in batches; NaN for an empty set."""
+    n = x.shape[0]
+    if n == 0:
+        return Evaluation(float("nan"), float("nan"), 0, np.empty(0, dtype=np.int64))
+    total = 0.0
+    predictions = np.empty(n, dtype=np.int64)
+    for start in range(0, n, EVAL_BATCH):
+        stop = min(start + EVAL_BATCH, n)
+        xb = x[start:stop].astype(net.dtype, copy=False)
+        logits = net.logits(xb)
+        total += float(net._loss(logits.astype(np.float64, copy=False), t[start:stop]).sum())
+        predictions[start:stop] = logits.argmax(axis=1)
+    accuracy = float(np.mean(predictions == t))
+    return Evaluation(total / n, accuracy, n, predictions)
+
+
+def confusion_matrix(t: Array, predictions: Array, n_classes: int) -> Array:
+    """Counts (n_classes, n_classes): rows are the true label, columns the prediction."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (t, predictions), 1)
+    return matrix
+
+
+def per_class(matrix: Array) -> list[dict[str, Any]]:
+    """Precision, recall, F1 and support of each label; 0.0 where a ratio is 0/0."""
+    tp = np.diag(matrix).astype(np.float64)
+    predicted = matrix.sum(axis=0).astype(np.float64)
+    support = matrix.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return [
+        {
+            "label": label,
+            "precision": float(precision[label]),
+            "recall": float(recall[label]),
+            "f1": float(f1[label]),
+            "support": int(support[label]),
+        }
+        for label in range(matrix.shape[0])
+    ]
+
+
+def report_test_set(net: Network, x: Array, t: Array, n_classes: int) -> dict[str, Any]:
+    """The `test` block of a job's metrics."""
+    result = evaluate(net, x, t)
+    matrix = confusion_matrix(t, result.predictions, n_classes)
+    return {
+        "loss": result.loss,
+        "accuracy": result.accuracy,
+        "n": result.n,
+        "confusion_matrix": matrix.tolist(),
+        "per_class": per_class(matrix),
+    }

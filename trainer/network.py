@@ -1,0 +1,179 @@
+"""The fully-connected network: parameters, forward pass, loss and backprop gradient."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from trainer.functions import (
+    ACTIVATION_GRADS_INPLACE,
+    ACTIVATIONS_INPLACE,
+    LOSSES_FROM_LOGITS,
+    lookup,
+)
+
+Array = np.ndarray
+
+
+def init_params(
+    sizes: tuple[int, ...],
+    activation: str,
+    rng: np.random.Generator,
+    weight_init_std: float | None = None,
+    dtype: str = "float32",
+) -> list[Array]:
+    """[W0, b0, W1, b1, ...] with W_l of shape (sizes[l], sizes[l+1]) and zero biases.
+
+    Without an explicit std: He (sqrt(2 / n_in)) for relu, Xavier (sqrt(1 / n_in)) for
+    sigmoid, as in the book's chapter 6; the book's chapter 4 uses a fixed 0.01.
+    """
+    params: list[Array] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        if weight_init_std is not None:
+            std = weight_init_std
+        else:
+            std = np.sqrt((2.0 if activation == "relu" else 1.0) / n_in)
+        weights = rng.standard_normal((n_in, n_out)) * std
+        params.append(np.ascontiguousarray(weights, dtype=dtype))
+        params.append(np.zeros(n_out, dtype=dtype))
+    return params
+
+
+@dataclass
+class _Buffers:
+    """Per-batch-size scratch arrays, so a training step allocates almost nothing."""
+
+    hidden: list[Array]
+    logits: Array
+    dz: list[Array]
+    rows: Array
+
+
+@dataclass
+class Network:
+    """Hidden layers with `activation`, then a softmax output scored by `loss`.
+
+    `params` is the flat list [W0, b0, W1, b1, ...]; W_l is (n_in, n_out). `gradient()`
+    returns arrays that are reused by the next call: consume them before calling again.
+    """
+
+    params: list[Array]
+    activation: str
+    loss: str
+    _buffers: dict[int, _Buffers] = field(default_factory=dict, repr=False)
+    _grads: list[Array] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self._act = lookup(ACTIVATIONS_INPLACE, "activation", self.activation)
+        self._act_grad = lookup(ACTIVATION_GRADS_INPLACE, "activation", self.activation)
+        self._loss = lookup(LOSSES_FROM_LOGITS, "loss", self.loss)
+        self._grads = [np.empty_like(p) for p in self.params]
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.params) // 2
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.params[0].dtype
+
+    def weights(self, layer: int) -> tuple[Array, Array]:
+        return self.params[2 * layer], self.params[2 * layer + 1]
+
+    def forward(self, x: Array) -> tuple[list[Array], Array]:
+        """Inputs of every layer (x first) and the logits (n, n_classes); allocates."""
+        inputs = [x]
+        z = x
+        for layer in range(self.n_layers - 1):
+            w, b = self.weights(layer)
+            a = z @ w
+            a += b
+            z = self._act(a)
+            inputs.append(z)
+        w, b = self.weights(self.n_layers - 1)
+        logits = z @ w
+        logits += b
+        return inputs, logits
+
+    def logits(self, x: Array) -> Array:
+        return self.forward(x)[1]
+
+    def sample_losses(self, x: Array, t: Array) -> Array:
+        """Per-sample loss (n,) of the stable softmax loss."""
+        return self._loss(self.logits(x).astype(np.float64, copy=False), t)
+
+    def mean_loss(self, x: Array, t: Array) -> float:
+        return float(self.sample_losses(x, t).mean())
+
+    def predict(self, x: Array) -> Array:
+        return self.logits(x).argmax(axis=1)
+
+    def _buffers_for(self, n: int) -> _Buffers:
+        buffers = self._buffers.get(n)
+        if buffers is None:
+            widths = [self.params[2 * layer].shape[1] for layer in range(self.n_layers)]
+            dtype = self.dtype
+            buffers = _Buffers(
+                hidden=[np.empty((n, w), dtype=dtype) for w in widths[:-1]],
+                logits=np.empty((n, widths[-1]), dtype=dtype),
+                dz=[np.empty((n, w), dtype=dtype) for w in widths[:-1]],
+                rows=np.arange(n),
+            )
+            self._buffers[n] = buffers
+        return buffers
+
+    def gradient(self, x: Array, t: Array) -> tuple[float, list[Array]]:
+        """Mean loss of the batch and its exact gradient by backpropagation.
+
+        x (n, n_features) in the network's dtype, t (n,) integer labels. The loss is
+        accumulated in float64 whatever the dtype.
+        """
+        n = x.shape[0]
+        buf = self._buffers_for(n)
+        z = x
+        for layer in range(self.n_layers - 1):
+            w, b = self.weights(layer)
+            a = np.matmul(z, w, out=buf.hidden[layer])
+            a += b
+            z = self._act(a)
+        w, b = self.weights(self.n_layers - 1)
+        out = np.matmul(z, w, out=buf.logits)
+        out += b
+
+        # Softmax in place: out becomes the shifted logits, then the probabilities.
+        out -= out.max(axis=1, keepdims=True)
+        picked = out[buf.rows, t].astype(np.float64)
+        np.exp(out, out=out)
+        sums = out.sum(axis=1, keepdims=True)
+        out /= sums
+        y = out
+        if self.loss == "cross_entropy":
+            loss = float(np.log(sums[:, 0].astype(np.float64)).sum() - picked.sum()) / n
+            y[buf.rows, t] -= 1.0
+            y *= 1.0 / n
+            dout = y
+        else:
+            y_t = y[buf.rows, t].astype(np.float64)
+            sum_sq = np.einsum("ij,ij->", y, y, dtype=np.float64)
+            loss = float(0.5 * (sum_sq - 2 * y_t.sum() + n)) / n
+            g = y.copy()
+            g[buf.rows, t] -= 1.0
+            g *= 1.0 / n
+            # Through the softmax: dL/da = y * (g - sum(g * y)).
+            g -= np.einsum("ij,ij->i", g, y)[:, None]
+            g *= y
+            dout = g
+
+        grads = self._grads
+        last = self.n_layers - 1
+        for layer in range(last, -1, -1):
+            inp = x if layer == 0 else buf.hidden[layer - 1]
+            np.matmul(inp.T, dout, out=grads[2 * layer])
+            np.sum(dout, axis=0, out=grads[2 * layer + 1])
+            if layer == 0:
+                break
+            w = self.params[2 * layer]
+            dz = np.matmul(dout, w.T, out=buf.dz[layer - 1])
+            dout = self._act_grad(dz, buf.hidden[layer - 1])
+        return loss, grads
