@@ -18,6 +18,9 @@ Every key lives under ``{prefix}:``:
     score = ``jobs:seq`` (a global INCR), member = id; ``jobs:status:{status}`` holds
     the same scores per status. Entries whose job hash has expired are dropped lazily.
 ``idem:{key}`` (string json {job_id, fingerprint}, with a TTL).
+``workers`` (sorted set)
+    member = a worker's name, score = the unix time it last said it was alive.
+``reaper:lock`` (string with a PX TTL): one worker at a time looks for lost jobs.
 
 A terminal job gets the job TTL on its hash, losses, epochs and metrics, and loses its
 lease and checkpoint; queued and running jobs never expire. The scripts in app.lua
@@ -83,6 +86,14 @@ class KeyLayout:
 
     def status_index(self, status: str) -> str:
         return f"{self.prefix}:jobs:status:{check_status(status)}"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
+
+    @property
+    def reaper_lock(self) -> str:
+        return f"{self.prefix}:reaper:lock"
 
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}:idem:{key}"

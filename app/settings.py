@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Flush buffered progress to Redis after this many iterations.",
     )
+    max_iterations: int = Field(
+        default=1_000_000,
+        gt=0,
+        description="A job of more iterations is refused (its curve would exceed 4 MB).",
+    )
     max_body_bytes: int = Field(
         default=1_000_000,
         gt=0,

@@ -1,0 +1,150 @@
+"""Training jobs: submit, list, read, follow the curve, read the metrics, cancel."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, Response
+from fastapi.responses import JSONResponse
+
+from app.admission import admission_errors
+from app.deps import EnqueuerDep, SettingsDep, StoreDep
+from app.errors import unprocessable
+from app.keys import STATUSES
+from app.records import IdempotencyConflict, JobAlreadyFinished, JobNotFound
+from app.schemas import Curve, Job, JobList, JobSpec, Status
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+MAX_CURVE_POINTS = 100_000
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such job"}}
+
+
+def _not_found(job_id: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"job {job_id!r} not found")
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=Job,
+    responses={
+        409: {"description": "Idempotency-Key reused with a different body"},
+        413: {"description": "Body too large"},
+        422: {"description": "Invalid spec; each entry names the field and the value"},
+    },
+)
+def submit_job(
+    spec: JobSpec,
+    response: Response,
+    store: StoreDep,
+    enqueuer: EnqueuerDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Any:
+    """Validate the spec, store the job as `queued` and enqueue it by id."""
+    errors = admission_errors(spec, settings)
+    if errors:
+        return unprocessable(errors)
+    try:
+        job, created = store.create_job(
+            spec.stored_spec(), name=spec.name, idempotency_key=idempotency_key
+        )
+    except IdempotencyConflict as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    if created:
+        try:
+            enqueuer.enqueue(job["id"])
+        except Exception as exc:
+            logger.exception("job %s: could not enqueue", job["id"])
+            error = {"code": "internal", "message": f"the job could not be queued: {exc}"}
+            store.finish(job["id"], "failed", error=error)
+            raise HTTPException(status_code=503, detail=error["message"]) from exc
+    else:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/v1/jobs/{job['id']}"
+    return job
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    store: StoreDep,
+    status: Annotated[Status | None, Query(description=f"One of {', '.join(STATUSES)}")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=40)] = None,
+) -> Any:
+    """Jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
+    try:
+        items, next_cursor = store.list_jobs(status=status, limit=limit, cursor=cursor)
+    except ValueError as exc:
+        return unprocessable(
+            [{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error",
+              "input": cursor}]
+        )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/{job_id}", response_model=Job, responses=NOT_FOUND)
+def get_job(job_id: str, store: StoreDep) -> Any:
+    job = store.get_job(job_id)
+    if job is None:
+        raise _not_found(job_id)
+    return job
+
+
+@router.get("/{job_id}/curve", response_model=Curve, responses=NOT_FOUND)
+def get_curve(
+    job_id: str,
+    store: StoreDep,
+    since: Annotated[int, Query(ge=0, description="Return iterations after this one")] = 0,
+    max_points: Annotated[int, Query(ge=1, le=MAX_CURVE_POINTS)] = 1000,
+) -> Any:
+    """Mini-batch losses after `since` (evenly downsampled, the last kept) and epoch rows."""
+    curve = store.read_curve(job_id, since=since, max_points=max_points)
+    if curve is None:
+        raise _not_found(job_id)
+    return curve
+
+
+@router.get(
+    "/{job_id}/metrics",
+    responses={**NOT_FOUND, 409: {"description": "The job has not succeeded (yet)"}},
+)
+def get_metrics(job_id: str, store: StoreDep) -> Any:
+    """The final test-set metrics of a succeeded job."""
+    job = store.get_job(job_id)
+    if job is None:
+        raise _not_found(job_id)
+    metrics = store.get_metrics(job_id) if job["status"] == "succeeded" else None
+    if metrics is None:
+        return JSONResponse(
+            status_code=409,
+            content={
+                "detail": f"job {job_id} has no metrics: its status is {job['status']!r}; "
+                "metrics exist once it has succeeded",
+                "status": job["status"],
+            },
+        )
+    return metrics
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    response_model=Job,
+    responses={**NOT_FOUND, 409: {"description": "The job already succeeded or failed"}},
+)
+def cancel_job(job_id: str, store: StoreDep) -> Any:
+    """Ask the job to stop; a running job stops within one mini-batch and ends `cancelled`."""
+    try:
+        return store.request_cancel(job_id)
+    except JobNotFound as exc:
+        raise _not_found(job_id) from exc
+    except JobAlreadyFinished as exc:
+        raise HTTPException(
+            status_code=409,
+            detail=f"job {job_id} cannot be cancelled: it already {exc.status}",
+        ) from exc

@@ -1,0 +1,152 @@
+"""The HTTP contract's bodies: the job spec that is validated at the door, and the answers."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+from trainer.config import (
+    MAX_EPOCHS,
+    MAX_HIDDEN_LAYERS,
+    MAX_LAYER_SIZE,
+    MAX_LEARNING_RATE,
+    MAX_VALIDATION_FRACTION,
+)
+
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+SPEC_EXAMPLE: dict[str, JsonValue] = {
+    "dataset": "fashion-mnist",
+    "hidden_sizes": [50],
+    "activation": "sigmoid",
+    "loss": "cross_entropy",
+    "learning_rate": 0.1,
+    "batch_size": 100,
+    "epochs": 10,
+    "seed": 0,
+    "name": "book chapter 4",
+}
+
+
+class JobSpec(BaseModel):
+    """What to train. Unknown fields are refused; every bound is enforced here."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                SPEC_EXAMPLE,
+                {"dataset": "spiral", "hidden_sizes": [32], "activation": "relu",
+                 "learning_rate": 0.5, "batch_size": 50, "epochs": 20},
+                {"dataset": "blobs", "hidden_sizes": [8], "gradient": "numerical",
+                 "batch_size": 20, "epochs": 2},
+            ]
+        },
+    )
+
+    dataset: str = Field(min_length=1, max_length=200, description="A name from GET /v1/datasets.")
+    hidden_sizes: list[int] = Field(
+        default=[50],
+        min_length=1,
+        max_length=MAX_HIDDEN_LAYERS,
+        description=f"1 to {MAX_HIDDEN_LAYERS} hidden layers of 1 to {MAX_LAYER_SIZE} units.",
+    )
+    activation: Literal["sigmoid", "relu"] = "sigmoid"
+    loss: Literal["cross_entropy", "sum_squares"] = "cross_entropy"
+    gradient: Literal["backprop", "numerical"] = "backprop"
+    dtype: Literal["float32", "float64"] | None = Field(
+        default=None,
+        description="null: float32 for backprop, float64 for numerical.",
+    )
+    learning_rate: float = Field(default=0.1, gt=0, le=MAX_LEARNING_RATE)
+    momentum: float = Field(default=0.0, ge=0, lt=1)
+    batch_size: int = Field(default=100, ge=1, description="At most the training set's size.")
+    epochs: int = Field(default=10, ge=1, le=MAX_EPOCHS)
+    validation_fraction: float = Field(default=0.1, ge=0, le=MAX_VALIDATION_FRACTION)
+    early_stopping_patience: int | None = Field(default=None, ge=1)
+    weight_init_std: float | None = Field(
+        default=None, gt=0, description="null: He for relu, Xavier for sigmoid."
+    )
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    name: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _layer_sizes(self) -> JobSpec:
+        for index, size in enumerate(self.hidden_sizes):
+            if not 1 <= size <= MAX_LAYER_SIZE:
+                raise ValueError(
+                    f"hidden_sizes[{index}] must be 1 to {MAX_LAYER_SIZE}, got {size}"
+                )
+        return self
+
+    def stored_spec(self) -> dict[str, Any]:
+        """The spec with defaults filled in, as kept with the job (the name lives apart)."""
+        return self.model_dump(exclude={"name"})
+
+
+class Progress(BaseModel):
+    epoch: int
+    epochs: int | None
+    iteration: int
+    iterations: int | None
+    fraction: float
+    eta_seconds: float | None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class Job(BaseModel):
+    id: str
+    name: str | None
+    status: Status
+    spec: dict[str, Any]
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    progress: Progress
+    cancel_requested: bool
+    attempts: int
+    warnings: list[str]
+    error: JobError | None
+
+
+class JobList(BaseModel):
+    items: list[Job]
+    next_cursor: str | None
+
+
+class EpochRow(BaseModel):
+    epoch: int
+    iteration: int
+    train_loss: float | None
+    train_accuracy: float | None
+    val_loss: float | None
+    val_accuracy: float | None
+
+
+class Curve(BaseModel):
+    iterations: list[int]
+    loss: list[float | None]
+    next: int
+    total: int
+    epochs: list[EpochRow]
+    status: Status
+
+
+class DatasetItem(BaseModel):
+    name: str
+    description: str
+    available: bool
+    n_train: int
+    n_test: int
+    n_features: int
+    n_classes: int
+    hint: str | None
+
+
+class DatasetList(BaseModel):
+    items: list[DatasetItem]
