@@ -73,6 +73,9 @@ def start_local_redis(timeout: float = 10.0) -> LocalRedis:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Its own process group: a terminal's Ctrl-C must not stop Redis before the
+        # processes that use it have shut down.
+        process_group=0,
     )
     server = LocalRedis(process=process, port=port, directory=directory)
     client = redis.Redis(port=port, socket_connect_timeout=0.5)

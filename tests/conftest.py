@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
+# One BLAS thread, as the workers run: on a small machine OpenBLAS's threads make the
+# trainer's small products many times slower. Set before anything imports NumPy.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import uuid
 from collections.abc import Iterator
 
-import pytest
-import redis
+import pytest  # noqa: E402
+import redis  # noqa: E402
 
-from app.local_redis import LocalRedis, start_local_redis
-from app.store import JobStore
+from app.local_redis import LocalRedis, start_local_redis  # noqa: E402
+from app.store import JobStore  # noqa: E402
 
 
 @pytest.fixture(scope="session")
