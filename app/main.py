@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from app.errors import BodyLimit, validation_handler
+from app.errors import BodyLimit, redis_unavailable_handler, validation_handler
 from app.queue import Enqueuer, make_celery
 from app.registry import WorkerRegistry
 from app.routes import datasets, health, jobs
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_exception_handler(RequestValidationError, validation_handler)
+    app.add_exception_handler(redis.RedisError, redis_unavailable_handler)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(jobs.router)
     app.include_router(datasets.router)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from trainer.config import (
     MAX_EPOCHS,
@@ -34,6 +34,10 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        # No coercion (true -> 1, "0.5" -> 0.5) and no NaN/Infinity, which the stored
+        # JSON would silently turn into null.
+        strict=True,
+        allow_inf_nan=False,
         json_schema_extra={
             "examples": [
                 SPEC_EXAMPLE,
@@ -71,14 +75,16 @@ class JobSpec(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
     name: str | None = Field(default=None, max_length=200)
 
-    @model_validator(mode="after")
-    def _layer_sizes(self) -> JobSpec:
-        for index, size in enumerate(self.hidden_sizes):
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _layer_sizes(cls, sizes: list[int]) -> list[int]:
+        # Checked here, not per item, so the 422 names hidden_sizes and the whole list.
+        for index, size in enumerate(sizes):
             if not 1 <= size <= MAX_LAYER_SIZE:
                 raise ValueError(
                     f"hidden_sizes[{index}] must be 1 to {MAX_LAYER_SIZE}, got {size}"
                 )
-        return self
+        return sizes
 
     def stored_spec(self) -> dict[str, Any]:
         """The spec with defaults filled in, as kept with the job (the name lives apart)."""

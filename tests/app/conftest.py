@@ -1,0 +1,112 @@
+"""API fixtures: the app on the private Redis, its TestClient, the broker queue, a fake worker."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.queue import TRAIN_TASK
+from app.settings import Settings
+from app.store import JobStore
+
+MakeClient = Callable[..., TestClient]
+# Kombu's Redis transport keeps a queue's priority-0 messages in a list named after the
+# queue (app.queue.QUEUE): the workers read this list.
+BROKER_LIST = "descent"
+
+
+@pytest.fixture
+def make_client(redis_url: str, key_prefix: str) -> Iterator[MakeClient]:
+    """Build apps on the private Redis (under this test's prefix) with Settings overrides.
+
+    Each TestClient is entered, so the lifespan runs (store, registry, enqueuer), and is
+    closed when the test ends.
+    """
+    with ExitStack() as stack:
+
+        def make(**overrides: Any) -> TestClient:
+            values: dict[str, Any] = {"redis_url": redis_url, "key_prefix": key_prefix}
+            settings = Settings(**{**values, **overrides})
+            return stack.enter_context(TestClient(create_app(settings)))
+
+        yield make
+
+
+@pytest.fixture
+def client(make_client: MakeClient) -> TestClient:
+    return make_client()
+
+
+def enqueued_task_args(client: redis.Redis) -> list[list[Any]]:
+    """The args of every train task waiting in the broker queue.
+
+    Each message is JSON with a base64 body of [args, kwargs, embed]. The list is shared by
+    every test on this server, so callers pick their own job ids out of it; nothing is
+    ever removed.
+    """
+    found = []
+    for raw in client.lrange(BROKER_LIST, 0, -1):
+        message = json.loads(raw)
+        if message["headers"]["task"] != TRAIN_TASK:
+            continue
+        body = message["body"]
+        if message["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args, _kwargs, _embed = json.loads(body)
+        found.append(args)
+    return found
+
+
+@pytest.fixture
+def times_enqueued(redis_client: redis.Redis) -> Callable[[str], int]:
+    """How many train-task messages for this job id sit in the broker queue."""
+
+    def count(job_id: str) -> int:
+        return sum(args == [job_id] for args in enqueued_task_args(redis_client))
+
+    return count
+
+
+class FakeWorker:
+    """Drives the JobStore the way worker/ does, so the API can be read mid-run."""
+
+    token = "fake-worker"
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self.next_iteration: dict[str, int] = {}
+
+    def start(self, job_id: str) -> None:
+        assert self.store.acquire_lease(job_id, self.token, 60)
+        assert self.store.start_attempt(job_id, self.token) == 1
+        self.next_iteration[job_id] = 1
+
+    def losses(self, job_id: str, values: list[float] | np.ndarray) -> bool:
+        """Append the losses of the next iterations; return cancel_requested."""
+        first = self.next_iteration[job_id]
+        last = first + len(values) - 1
+        progress = {"epoch": 1, "epochs": 2, "iteration": last, "iterations": 2 * last,
+                    "fraction": 0.5, "eta_seconds": 1.0}
+        self.next_iteration[job_id] = last + 1
+        return self.store.record_iterations(job_id, self.token, first, np.asarray(values),
+                                            progress)
+
+    def epoch(self, job_id: str, row: dict[str, Any]) -> bool:
+        return self.store.record_epoch(job_id, self.token, row)
+
+    def finish(self, job_id: str, status: str, **kwargs: Any) -> None:
+        assert self.store.finish(job_id, status, token=self.token, **kwargs)
+
+
+@pytest.fixture
+def worker(store: JobStore) -> FakeWorker:
+    return FakeWorker(store)

@@ -1,0 +1,154 @@
+"""Settings come from REDIS_URL and DESCENT_* variables and refuse inconsistent limits."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from pydantic import ValidationError
+
+from app.settings import Settings, get_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No REDIS_URL or DESCENT_* from the machine leaks into these tests."""
+    for name in list(os.environ):
+        if name.upper() == "REDIS_URL" or name.upper().startswith("DESCENT_"):
+            monkeypatch.delenv(name)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_defaults_are_consistent() -> None:
+    settings = Settings()
+
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.key_prefix == "descent"
+    assert settings.data_dir is None
+    assert settings.visibility_timeout > settings.task_time_limit > settings.task_soft_time_limit
+    assert settings.heartbeat_seconds < settings.lease_seconds
+    assert settings.max_body_bytes == 1_000_000
+
+
+def test_redis_url_is_read_from_REDIS_URL_without_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6380/2")
+
+    assert Settings().redis_url == "redis://cache:6380/2"
+
+
+def test_REDIS_URL_wins_over_a_prefixed_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DESCENT_REDIS_URL", "redis://elsewhere:1/0")
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6380/2")
+
+    assert Settings().redis_url == "redis://cache:6380/2"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field", "expected"),
+    [
+        ("DESCENT_KEY_PREFIX", "staging", "key_prefix", "staging"),
+        ("DESCENT_DATA_DIR", "/srv/data", "data_dir", "/srv/data"),
+        ("DESCENT_MAX_BODY_BYTES", "2000", "max_body_bytes", 2000),
+        ("DESCENT_MAX_JOB_SECONDS", "60.5", "max_job_seconds", 60.5),
+        ("DESCENT_MAX_ITERATIONS", "1000", "max_iterations", 1000),
+        ("DESCENT_JOB_TTL_SECONDS", "3600", "job_ttl_seconds", 3600),
+        ("DESCENT_IDEMPOTENCY_TTL_SECONDS", "60", "idempotency_ttl_seconds", 60),
+        ("DESCENT_MAX_ATTEMPTS", "5", "max_attempts", 5),
+        ("DESCENT_LEASE_SECONDS", "30", "lease_seconds", 30.0),
+        ("DESCENT_HEARTBEAT_SECONDS", "1", "heartbeat_seconds", 1.0),
+        ("DESCENT_PROGRESS_FLUSH_SECONDS", "0.5", "progress_flush_seconds", 0.5),
+        ("DESCENT_PROGRESS_FLUSH_ITERATIONS", "100", "progress_flush_iterations", 100),
+        ("DESCENT_REAPER_INTERVAL_SECONDS", "5", "reaper_interval_seconds", 5.0),
+        ("DESCENT_WORKER_CONCURRENCY", "4", "worker_concurrency", 4),
+        ("descent_max_body_bytes", "1234", "max_body_bytes", 1234),
+    ],
+)
+def test_limits_are_read_from_DESCENT_variables(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str, expected: object
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    assert getattr(Settings(), field) == expected
+
+
+def test_time_limits_are_read_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DESCENT_TASK_SOFT_TIME_LIMIT", "100")
+    monkeypatch.setenv("DESCENT_TASK_TIME_LIMIT", "110")
+    monkeypatch.setenv("DESCENT_VISIBILITY_TIMEOUT", "120")
+
+    settings = Settings()
+
+    assert (settings.task_soft_time_limit, settings.task_time_limit,
+            settings.visibility_timeout) == (100, 110, 120)
+
+
+def test_keyword_arguments_beat_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://from-env:6379/0")
+    monkeypatch.setenv("DESCENT_KEY_PREFIX", "from-env")
+
+    settings = Settings(redis_url="redis://given:6379/0", key_prefix="given")
+
+    assert (settings.redis_url, settings.key_prefix) == ("redis://given:6379/0", "given")
+
+
+def test_unknown_DESCENT_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DESCENT_NO_SUCH_SETTING", "1")
+
+    assert not hasattr(Settings(), "no_such_setting")
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"DESCENT_VISIBILITY_TIMEOUT": "3660"}, "visibility_timeout"),
+        ({"DESCENT_VISIBILITY_TIMEOUT": "100"}, "visibility_timeout"),
+        ({"DESCENT_TASK_SOFT_TIME_LIMIT": "3660"}, "task_soft_time_limit"),
+        ({"DESCENT_TASK_TIME_LIMIT": "3000"}, "task_soft_time_limit"),
+        ({"DESCENT_HEARTBEAT_SECONDS": "15"}, "heartbeat_seconds"),
+        ({"DESCENT_LEASE_SECONDS": "2"}, "heartbeat_seconds"),
+        ({"DESCENT_MAX_BODY_BYTES": "0"}, "max_body_bytes"),
+        ({"DESCENT_MAX_BODY_BYTES": "lots"}, "max_body_bytes"),
+        ({"DESCENT_MAX_JOB_SECONDS": "-1"}, "max_job_seconds"),
+        ({"DESCENT_MAX_ATTEMPTS": "0"}, "max_attempts"),
+        ({"DESCENT_JOB_TTL_SECONDS": "0"}, "job_ttl_seconds"),
+        ({"DESCENT_KEY_PREFIX": ""}, "key_prefix"),
+        ({"REDIS_URL": ""}, "REDIS_URL"),
+    ],
+)
+def test_inconsistent_or_invalid_settings_are_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], named: str
+) -> None:
+    for variable, value in variables.items():
+        monkeypatch.setenv(variable, value)
+
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+
+    assert named in str(caught.value)
+
+
+def test_visibility_timeout_must_exceed_the_hard_time_limit() -> None:
+    with pytest.raises(ValidationError, match="visibility_timeout must be > task_time_limit"):
+        Settings(task_time_limit=100, task_soft_time_limit=90, visibility_timeout=100)
+
+    assert Settings(task_time_limit=100, task_soft_time_limit=90,
+                    visibility_timeout=100.5).visibility_timeout == 100.5
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+
+    with pytest.raises(ValidationError):
+        settings.max_body_bytes = 1  # type: ignore[misc]
+
+
+def test_get_settings_reads_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DESCENT_KEY_PREFIX", "first")
+    first = get_settings()
+    monkeypatch.setenv("DESCENT_KEY_PREFIX", "second")
+
+    assert get_settings() is first
+    assert first.key_prefix == "first"
