@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -98,5 +99,5 @@ class Checkpoint:
                     elapsed_seconds=meta["elapsed_seconds"],
                     initial_loss=meta["initial_loss"],
                 )
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
             raise TrainerError(f"checkpoint is unreadable: {exc}") from exc

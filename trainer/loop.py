@@ -81,6 +81,7 @@ def train(
     (should_stop said so). A run resumed from a checkpoint continues bitwise identically.
     """
     callbacks = callbacks or Callbacks()
+    config.validate()
     split_rng, init_rng, shuffle_rng, eval_rng = rng_streams(config.seed)
     splits = make_splits(dataset, config.validation_fraction, split_rng)
     n_train = splits.x_train.shape[0]
@@ -113,7 +114,12 @@ def train(
     started = clock()
     x_batch = np.empty((batch, x_train.shape[1]), dtype=dtype)
 
+    patience = config.early_stopping_patience
     for epoch in range(state.epoch + 1, config.epochs + 1):
+        # Checked here, not after the checkpoint, so a run resumed from the checkpoint of
+        # the epoch that stopped it early stops too.
+        if patience is not None and state.stale_epochs >= patience:
+            break
         order = shuffle_rng.permutation(n_train)
         for start in range(0, n_train, batch):
             if should_stop is not None and should_stop():
@@ -134,7 +140,7 @@ def train(
             raise Diverged(state.iteration, float("nan"), config.learning_rate)
         record = _epoch_record(net, epoch, state.iteration, x_eval, t_eval, x_val, splits)
         state.epochs.append(record)
-        improved = state.observe(record, net)
+        state.observe(record, net)
         if callbacks.on_epoch is not None:
             callbacks.on_epoch(record)
         state.epoch = epoch
@@ -142,9 +148,6 @@ def train(
             callbacks.on_checkpoint(
                 state.checkpoint(net, optimizer, shuffle_rng, clock() - started)
             )
-        patience = config.early_stopping_patience
-        if not improved and patience is not None and state.stale_epochs >= patience:
-            break
 
     for p, best in zip(net.params, state.best_params, strict=True):
         p[...] = best

@@ -162,7 +162,8 @@ def _last_hidden_layer(
     u_max = float(np.abs(u).max()) if u.size else 0.0
     sigmoid = net.activation == "sigmoid"
     if sigmoid:
-        q = np.exp(-pre)
+        with np.errstate(over="ignore"):  # a saturated unit: exp(-a) = inf, sigmoid 0
+            q = np.exp(-pre)
         z0 = 1.0 / (1.0 + q)
         lipschitz = 0.25
     else:
