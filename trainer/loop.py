@@ -133,7 +133,9 @@ def train(
             if not math.isfinite(loss) or loss > explode_above:
                 reporter.flush()
                 raise Diverged(state.iteration, loss, config.learning_rate)
-            optimizer.update(net.params, grads)
+            if grads is not net._grads:
+                net.set_gradient(grads)
+            optimizer.update([net.flat_params], [net.flat_grads])
         reporter.flush()
         state.losses.append(reporter.take_history())
         if not all(np.isfinite(p).all() for p in net.params):

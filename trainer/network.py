@@ -40,6 +40,23 @@ def init_params(
     return params
 
 
+def _flatten(arrays: list[Array]) -> Array:
+    flat = np.empty(sum(a.size for a in arrays), dtype=arrays[0].dtype)
+    offset = 0
+    for a in arrays:
+        flat[offset : offset + a.size] = a.ravel()
+        offset += a.size
+    return flat
+
+
+def _views(flat: Array, like: list[Array]) -> list[Array]:
+    views, offset = [], 0
+    for a in like:
+        views.append(flat[offset : offset + a.size].reshape(a.shape))
+        offset += a.size
+    return views
+
+
 @dataclass
 class _Buffers:
     """Per-batch-size scratch arrays, so a training step allocates almost nothing."""
@@ -68,7 +85,17 @@ class Network:
         self._act = lookup(ACTIVATIONS_INPLACE, "activation", self.activation)
         self._act_grad = lookup(ACTIVATION_GRADS_INPLACE, "activation", self.activation)
         self._loss = lookup(LOSSES_FROM_LOGITS, "loss", self.loss)
-        self._grads = [np.empty_like(p) for p in self.params]
+        # Parameters and gradients live in one flat array each (the listed arrays are views
+        # into them), so an optimiser step is two NumPy calls instead of two per array.
+        self.flat_params = _flatten(self.params)
+        self.params = _views(self.flat_params, self.params)
+        self.flat_grads = np.empty_like(self.flat_params)
+        self._grads = _views(self.flat_grads, self.params)
+
+    def set_gradient(self, grads: list[Array]) -> None:
+        """Copy gradients computed elsewhere (the numerical ones) into `flat_grads`."""
+        for mine, theirs in zip(self._grads, grads, strict=True):
+            mine[...] = theirs
 
     @property
     def n_layers(self) -> int:
