@@ -19,10 +19,14 @@ def sigmoid(a: Array) -> Array:
 
 
 def sigmoid_(a: Array) -> Array:
-    """In place: a <- 1 / (1 + exp(-a)); four passes, no temporaries."""
+    """In place: a <- 1 / (1 + exp(-a)); four passes, no temporaries.
+
+    exp overflows to inf for a < -88 (float32), and 1 / (1 + inf) is the right 0; callers
+    on a hot path silence that warning once around their loop (np.errstate costs as much
+    as the rest of this function on a small array).
+    """
     np.negative(a, out=a)
-    with np.errstate(over="ignore"):  # exp overflows to inf, and 1 / (1 + inf) is the right 0
-        np.exp(a, out=a)
+    np.exp(a, out=a)
     a += 1.0
     np.reciprocal(a, out=a)
     return a

@@ -104,16 +104,54 @@ def train(
         state = _RunState([p.copy() for p in net.params], evaluate(net, x_eval, t_eval).loss)
     else:
         state = _RunState.resumed(resume, net, optimizer, shuffle_rng)
-    batch = config.batch_size
-    iterations_per_epoch = math.ceil(n_train / batch)
+    iterations_per_epoch = math.ceil(n_train / config.batch_size)
     reporter = _Reporter(callbacks, clock, state.iteration + 1)
     gradient = _gradient_fn(config.gradient, net)
     chance = math.log(splits.n_classes) if config.loss == "cross_entropy" else 0.5
     explode_above = EXPLODE_FACTOR * max(state.initial_loss, chance)
-    should_stop = callbacks.should_stop
     started = clock()
-    x_batch = np.empty((batch, x_train.shape[1]), dtype=dtype)
 
+    run = _Run(config, net, optimizer, state, reporter, callbacks, gradient, shuffle_rng,
+               x_train, t_train, x_eval, t_eval, x_val, splits, explode_above, clock, started)
+    with np.errstate(over="ignore"):  # saturated sigmoid units: see functions.sigmoid_
+        _run_epochs(run)
+    for p, best in zip(net.params, state.best_params, strict=True):
+        p[...] = best
+    return _finish(config, net, splits, state, x_train, x_val, clock() - started,
+                   iterations_per_epoch)
+
+
+@dataclass
+class _Run:
+    """Everything the epoch loop touches, so it can live in a function of its own."""
+
+    config: TrainConfig
+    net: Network
+    optimizer: SGD
+    state: _RunState
+    reporter: _Reporter
+    callbacks: Callbacks
+    gradient: Callable[[Array, Array], tuple[float, list[Array]]]
+    shuffle_rng: np.random.Generator
+    x_train: Array
+    t_train: Array
+    x_eval: Array
+    t_eval: Array
+    x_val: Array
+    splits: Splits
+    explode_above: float
+    clock: Callable[[], float]
+    started: float
+
+
+def _run_epochs(run: _Run) -> None:
+    """The epochs still to run: shuffled mini-batches, then evaluation and a checkpoint."""
+    config, net, state, reporter = run.config, run.net, run.state, run.reporter
+    x_train, t_train, gradient = run.x_train, run.t_train, run.gradient
+    shuffle_rng = run.shuffle_rng
+    n_train, batch = x_train.shape[0], config.batch_size
+    should_stop = run.callbacks.should_stop
+    x_batch = np.empty((batch, x_train.shape[1]), dtype=x_train.dtype)
     patience = config.early_stopping_patience
     for epoch in range(state.epoch + 1, config.epochs + 1):
         # Checked here, not after the checkpoint, so a run resumed from the checkpoint of
@@ -130,31 +168,29 @@ def train(
             loss, grads = gradient(xb, t_train[idx])
             state.iteration += 1
             reporter.add(loss)
-            if not math.isfinite(loss) or loss > explode_above:
+            if not math.isfinite(loss) or loss > run.explode_above:
                 reporter.flush()
                 raise Diverged(state.iteration, loss, config.learning_rate)
             if grads is not net._grads:
                 net.set_gradient(grads)
-            optimizer.update([net.flat_params], [net.flat_grads])
+            run.optimizer.update([net.flat_params], [net.flat_grads])
         reporter.flush()
         state.losses.append(reporter.take_history())
         if not all(np.isfinite(p).all() for p in net.params):
             raise Diverged(state.iteration, float("nan"), config.learning_rate)
-        record = _epoch_record(net, epoch, state.iteration, x_eval, t_eval, x_val, splits)
+        record = _epoch_record(
+            net, epoch, state.iteration, run.x_eval, run.t_eval, run.x_val, run.splits
+        )
         state.epochs.append(record)
         state.observe(record, net)
-        if callbacks.on_epoch is not None:
-            callbacks.on_epoch(record)
+        if run.callbacks.on_epoch is not None:
+            run.callbacks.on_epoch(record)
         state.epoch = epoch
-        if callbacks.on_checkpoint is not None:
-            callbacks.on_checkpoint(
-                state.checkpoint(net, optimizer, shuffle_rng, clock() - started)
+        if run.callbacks.on_checkpoint is not None:
+            elapsed = run.clock() - run.started
+            run.callbacks.on_checkpoint(
+                state.checkpoint(net, run.optimizer, shuffle_rng, elapsed)
             )
-
-    for p, best in zip(net.params, state.best_params, strict=True):
-        p[...] = best
-    return _finish(config, net, splits, state, x_train, x_val, clock() - started,
-                   iterations_per_epoch)
 
 
 def _gradient_fn(mode: str, net: Network) -> Callable[[Array, Array], tuple[float, list[Array]]]:

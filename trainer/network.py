@@ -110,6 +110,10 @@ class Network:
 
     def forward(self, x: Array) -> tuple[list[Array], Array]:
         """Inputs of every layer (x first) and the logits (n, n_classes); allocates."""
+        with np.errstate(over="ignore"):  # a saturated sigmoid: see functions.sigmoid_
+            return self._forward(x)
+
+    def _forward(self, x: Array) -> tuple[list[Array], Array]:
         inputs = [x]
         z = x
         for layer in range(self.n_layers - 1):
@@ -154,7 +158,8 @@ class Network:
         """Mean loss of the batch and its exact gradient by backpropagation.
 
         x (n, n_features) in the network's dtype, t (n,) integer labels. The loss is
-        accumulated in float64 whatever the dtype.
+        accumulated in float64 whatever the dtype. A saturated sigmoid unit may emit an
+        overflow RuntimeWarning (harmless); the training loop silences it once.
         """
         n = x.shape[0]
         buf = self._buffers_for(n)

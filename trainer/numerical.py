@@ -50,6 +50,11 @@ def numerical_gradient(net: Network, x: Array, t: Array, h: float = H) -> list[A
     """
     if net.dtype != np.float64 or x.dtype != np.float64:
         raise TypeError("numerical_gradient needs float64 parameters and inputs")
+    with np.errstate(over="ignore"):  # saturated sigmoid units: see functions.sigmoid_
+        return _numerical_gradient(net, x, t, h)
+
+
+def _numerical_gradient(net: Network, x: Array, t: Array, h: float) -> list[Array]:
     inputs, logits = net.forward(x)
     n_layers = net.n_layers
     batch = x.shape[0]

@@ -216,10 +216,26 @@ def test_in_place_activations_equal_the_allocating_ones(name: str, dtype: type) 
 
 def test_in_place_sigmoid_of_very_negative_float32_is_zero() -> None:
     a = np.array([-200.0, 200.0], dtype=np.float32)
-    with warnings.catch_warnings():
+    # exp overflows to inf on purpose (1 / (1 + inf) = 0); callers silence it per loop.
+    with np.errstate(over="ignore"), warnings.catch_warnings():
         warnings.simplefilter("error")
         out = ACTIVATIONS_INPLACE["sigmoid"](a)
     np.testing.assert_array_equal(out, [0.0, 1.0])
+
+
+def test_training_on_saturating_inputs_emits_no_overflow_warning() -> None:
+    from trainer import TrainConfig, train
+    from trainer.datasets import Dataset
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((60, 3)) * 500).astype(np.float32)  # sigmoid saturates hard
+    t = (x[:, 0] > 0).astype(np.int64)
+    dataset = Dataset("saturating", x, t, 2)
+    config = TrainConfig(hidden_sizes=(4,), batch_size=10, epochs=2, weight_init_std=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = train(config, dataset)
+    assert result.metrics["epochs_run"] == 2
 
 
 @pytest.mark.parametrize("name", ["sigmoid", "relu"])
