@@ -65,6 +65,7 @@ class _Buffers:
     logits: Array
     dz: list[Array]
     rows: Array
+    ones: Array  # bias gradients as ones @ dout: a BLAS call, several times faster than sum
 
 
 @dataclass
@@ -150,6 +151,7 @@ class Network:
                 logits=np.empty((n, widths[-1]), dtype=dtype),
                 dz=[np.empty((n, w), dtype=dtype) for w in widths[:-1]],
                 rows=np.arange(n),
+                ones=np.ones(n, dtype=dtype),
             )
             self._buffers[n] = buffers
         return buffers
@@ -202,7 +204,7 @@ class Network:
         for layer in range(last, -1, -1):
             inp = x if layer == 0 else buf.hidden[layer - 1]
             np.matmul(inp.T, dout, out=grads[2 * layer])
-            np.sum(dout, axis=0, out=grads[2 * layer + 1])
+            np.matmul(buf.ones, dout, out=grads[2 * layer + 1])
             if layer == 0:
                 break
             w = self.params[2 * layer]
