@@ -84,13 +84,16 @@ def train(
     config.validate()
     split_rng, init_rng, shuffle_rng, eval_rng = rng_streams(config.seed)
     splits = make_splits(dataset, config.validation_fraction, split_rng)
-    n_train = splits.x_train.shape[0]
+    n_train = splits.n_train
     config.validate(n_train)
     dtype = np.dtype(config.resolved_dtype)
-    x_train = np.ascontiguousarray(splits.x_train, dtype=dtype)
+    if splits.x_source.dtype == dtype and splits.x_source.flags.c_contiguous:
+        x_source, rows = splits.x_source, splits.train_rows  # batches gathered in place
+    else:
+        x_source, rows = np.ascontiguousarray(splits.x_train, dtype=dtype), np.arange(n_train)
     t_train = splits.t_train
     x_val = np.ascontiguousarray(splits.x_val, dtype=dtype)
-    sizes = (x_train.shape[1], *config.hidden_sizes, splits.n_classes)
+    sizes = (x_source.shape[1], *config.hidden_sizes, splits.n_classes)
     net = Network(
         init_params(sizes, config.activation, init_rng, config.weight_init_std, dtype.name),
         config.activation,
@@ -98,13 +101,12 @@ def train(
     )
     optimizer = SGD(config.learning_rate, config.momentum)
     eval_idx = np.sort(eval_rng.permutation(n_train)[: min(n_train, TRAIN_EVAL_SAMPLES)])
-    x_eval, t_eval = x_train[eval_idx], t_train[eval_idx]
+    x_eval, t_eval = x_source[rows[eval_idx]], t_train[eval_idx]
 
     if resume is None:
         state = _RunState([p.copy() for p in net.params], evaluate(net, x_eval, t_eval).loss)
     else:
         state = _RunState.resumed(resume, net, optimizer, shuffle_rng)
-    iterations_per_epoch = math.ceil(n_train / config.batch_size)
     reporter = _Reporter(callbacks, clock, state.iteration + 1)
     gradient = _gradient_fn(config.gradient, net)
     chance = math.log(splits.n_classes) if config.loss == "cross_entropy" else 0.5
@@ -112,13 +114,13 @@ def train(
     started = clock()
 
     run = _Run(config, net, optimizer, state, reporter, callbacks, gradient, shuffle_rng,
-               x_train, t_train, x_eval, t_eval, x_val, splits, explode_above, clock, started)
+               x_source, rows, t_train, x_eval, t_eval, x_val, splits, explode_above, clock,
+               started)
     with np.errstate(over="ignore"):  # saturated sigmoid units: see functions.sigmoid_
         _run_epochs(run)
     for p, best in zip(net.params, state.best_params, strict=True):
         p[...] = best
-    return _finish(config, net, splits, state, x_train, x_val, clock() - started,
-                   iterations_per_epoch)
+    return _finish(config, net, splits, state, x_source, rows, x_val, clock() - started)
 
 
 @dataclass
@@ -133,7 +135,8 @@ class _Run:
     callbacks: Callbacks
     gradient: Callable[[Array, Array], tuple[float, list[Array]]]
     shuffle_rng: np.random.Generator
-    x_train: Array
+    x_source: Array  # training rows are gathered from here...
+    rows: Array  # ...at these indices
     t_train: Array
     x_eval: Array
     t_eval: Array
@@ -147,11 +150,11 @@ class _Run:
 def _run_epochs(run: _Run) -> None:
     """The epochs still to run: shuffled mini-batches, then evaluation and a checkpoint."""
     config, net, state, reporter = run.config, run.net, run.state, run.reporter
-    x_train, t_train, gradient = run.x_train, run.t_train, run.gradient
+    x_source, rows, t_train, gradient = run.x_source, run.rows, run.t_train, run.gradient
     shuffle_rng = run.shuffle_rng
-    n_train, batch = x_train.shape[0], config.batch_size
+    n_train, batch = len(rows), config.batch_size
     should_stop = run.callbacks.should_stop
-    x_batch = np.empty((batch, x_train.shape[1]), dtype=x_train.dtype)
+    x_batch = np.empty((batch, x_source.shape[1]), dtype=x_source.dtype)
     patience = config.early_stopping_patience
     for epoch in range(state.epoch + 1, config.epochs + 1):
         # Checked here, not after the checkpoint, so a run resumed from the checkpoint of
@@ -164,7 +167,7 @@ def _run_epochs(run: _Run) -> None:
                 reporter.flush()
                 raise Stopped(state.iteration)
             idx = order[start : start + batch]
-            xb = np.take(x_train, idx, axis=0, out=x_batch[: len(idx)])
+            xb = np.take(x_source, rows[idx], axis=0, out=x_batch[: len(idx)])
             loss, grads = gradient(xb, t_train[idx])
             state.iteration += 1
             reporter.add(loss)
@@ -329,11 +332,11 @@ class _RunState:
 
 
 def _finish(
-    config: TrainConfig, net: Network, splits: Splits, state: _RunState, x_train: Array,
-    x_val: Array, elapsed: float, iterations_per_epoch: int,
+    config: TrainConfig, net: Network, splits: Splits, state: _RunState, x_source: Array,
+    rows: Array, x_val: Array, elapsed: float,
 ) -> TrainResult:
     """Evaluate the chosen model: the test set here, exactly once."""
-    train_eval = evaluate(net, x_train, splits.t_train)
+    train_eval = evaluate(net, x_source, splits.t_train, rows=rows)
     val_eval = evaluate(net, x_val, splits.t_val) if x_val.shape[0] else None
     x_test = np.ascontiguousarray(splits.x_test, dtype=net.dtype)
     test = report_test_set(net, x_test, splits.t_test, splits.n_classes)

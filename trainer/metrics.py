@@ -25,16 +25,20 @@ class Evaluation:
         return {"loss": self.loss, "accuracy": self.accuracy}
 
 
-def evaluate(net: Network, x: Array, t: Array) -> Evaluation:
-    """Mean loss and accuracy of `net` on (x, t), in batches; NaN for an empty set."""
-    n = x.shape[0]
+def evaluate(net: Network, x: Array, t: Array, rows: Array | None = None) -> Evaluation:
+    """Mean loss and accuracy of `net` on (x, t), or on (x[rows], t), in batches.
+
+    NaN for an empty set. With `rows`, each batch is gathered from x as it is needed.
+    """
+    n = x.shape[0] if rows is None else len(rows)
     if n == 0:
         return Evaluation(float("nan"), float("nan"), 0, np.empty(0, dtype=np.int64))
     total = 0.0
     predictions = np.empty(n, dtype=np.int64)
     for start in range(0, n, EVAL_BATCH):
         stop = min(start + EVAL_BATCH, n)
-        xb = x[start:stop].astype(net.dtype, copy=False)
+        xb = x[start:stop] if rows is None else x[rows[start:stop]]
+        xb = xb.astype(net.dtype, copy=False)
         logits = net.logits(xb)
         total += float(net._loss(logits.astype(np.float64, copy=False), t[start:stop]).sum())
         predictions[start:stop] = logits.argmax(axis=1)

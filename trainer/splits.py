@@ -17,15 +17,29 @@ DEFAULT_TEST_FRACTION = 0.2
 
 @dataclass(frozen=True)
 class Splits:
-    """The three disjoint sets of one job; x_* are (n, n_features), t_* are (n,) int labels."""
+    """The three disjoint sets of one job; x_* are (n, n_features), t_* are (n,) int labels.
 
-    x_train: np.ndarray
+    The training rows are not copied: they stay in `x_source` (the dataset's own array) at
+    `train_rows`, and mini-batches are gathered from there. For Fashion-MNIST that saves a
+    188 MB copy per job; `x_train` makes the copy for whoever wants it.
+    """
+
+    x_source: np.ndarray
+    train_rows: np.ndarray
     t_train: np.ndarray
     x_val: np.ndarray
     t_val: np.ndarray
     x_test: np.ndarray
     t_test: np.ndarray
     n_classes: int
+
+    @property
+    def x_train(self) -> np.ndarray:
+        return self.x_source[self.train_rows]
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_rows)
 
 
 def split_sizes(n_train_total: int, validation_fraction: float) -> tuple[int, int]:
@@ -68,8 +82,8 @@ def make_splits(
 
     The test set is the dataset's own when it has one, else `held_out_test_size` samples;
     the validation set is then `split_sizes(...)[1]` of the remaining samples. The result
-    depends only on the data, the fractions and the state of `rng`; every array is a new
-    C-contiguous copy and no sample lands in two sets.
+    depends only on the data, the fractions and the state of `rng`; every array but
+    `x_source` is a new C-contiguous copy and no sample lands in two sets.
     """
     x, t = dataset.x, dataset.t
     if dataset.x_test is not None and dataset.t_test is not None:
@@ -83,7 +97,8 @@ def make_splits(
     _, n_val = split_sizes(len(pool), validation_fraction)
     val_idx, train_idx = _stratified_take(t, pool, n_val, rng)
     return Splits(
-        x_train=x[train_idx],
+        x_source=x,
+        train_rows=train_idx,
         t_train=t[train_idx],
         x_val=x[val_idx],
         t_val=t[val_idx],

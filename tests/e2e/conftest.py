@@ -106,7 +106,9 @@ def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="session")
-def service(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def service(
+    redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
     prefix = f"e2e-{uuid.uuid4().hex}"
     redis_url = f"redis://127.0.0.1:{redis_server.port}/{E2E_DB}"
     env = {
