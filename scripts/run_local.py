@@ -35,6 +35,15 @@ WORKER_STOP_TIMEOUT = 20.0
 POLL = 0.5  # each poll is a line in the API access log
 
 
+def say(*args: object, flush: bool = True) -> None:
+    """print, but a closed stdout (`make run | tee` after Ctrl-C) must not stop the shutdown."""
+    try:
+        print(*args, flush=flush)
+    except (BrokenPipeError, OSError):
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until exit
+
+
 def worker_command() -> list[str]:
     return [
         sys.executable, "-m", "celery", "-A", "worker.celery_app:celery_app", "worker",
@@ -101,7 +110,7 @@ class Child:
         cls, name: str, command: list[str], env: dict[str, str], stop_timeout: float
     ) -> Child:
         shown = ["python", *command[1:]] if command[0] == sys.executable else command
-        print(f"starting {name}: {' '.join(shown)}", flush=True)
+        say(f"starting {name}: {' '.join(shown)}", flush=True)
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, process_group=0
         )
@@ -118,12 +127,12 @@ class Child:
         if self.process.returncode is not None:
             return
         if self.exit_status() is None:
-            print(f"stopping {self.name} (pid {pid}, waiting up to {self.stop_timeout:.0f} s)")
+            say(f"stopping {self.name} (pid {pid}, waiting up to {self.stop_timeout:.0f} s)")
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + self.stop_timeout
             while self.exit_status() is None and not stop.forced:
                 if time.monotonic() > deadline:
-                    print(f"{self.name} did not stop within {self.stop_timeout:.0f} s: killing it")
+                    say(f"{self.name} did not stop within {self.stop_timeout:.0f} s: killing it")
                     break
                 time.sleep(0.05)
         # The leader is a zombie or stuck, so its group id is still ours: kill what is left.
@@ -221,7 +230,7 @@ def wait_until_ready(
         if elapsed > READY_TIMEOUT:
             return f"not ready after {READY_TIMEOUT:.0f} s: /readyz says {said}"
         if said != last_said or elapsed - last_print >= 5:
-            print(f"waiting for /readyz ({elapsed:.0f} s): {said}")
+            say(f"waiting for /readyz ({elapsed:.0f} s): {said}")
             last_said, last_print = said, elapsed
         stop.event.wait(POLL)
     return None
@@ -258,10 +267,10 @@ def main() -> int:
     try:
         port = int(os.environ.get("DESCENT_PORT", "8000"))
     except ValueError:
-        print(f"DESCENT_PORT must be a port number, got {os.environ['DESCENT_PORT']!r}")
+        say(f"DESCENT_PORT must be a port number, got {os.environ['DESCENT_PORT']!r}")
         return 1
     if port_in_use(port):
-        print(f"port {port} on {HOST} is in use: stop what holds it or set DESCENT_PORT")
+        say(f"port {port} on {HOST} is in use: stop what holds it or set DESCENT_PORT")
         return 1
 
     server: LocalRedis | None = None
@@ -269,17 +278,17 @@ def main() -> int:
     if url:
         unreachable = check_redis(url)
         if unreachable:
-            print(f"REDIS_URL={redacted(url)} does not answer: {unreachable}")
+            say(f"REDIS_URL={redacted(url)} does not answer: {unreachable}")
             return 1
-        print(f"using REDIS_URL={redacted(url)}")
+        say(f"using REDIS_URL={redacted(url)}")
         redis_note = f"{redacted(url)} (from REDIS_URL)"
     else:
-        print("REDIS_URL is not set: starting a private redis-server")
+        say("REDIS_URL is not set: starting a private redis-server")
         try:
             with sigint_blocked():
                 server = start_local_redis()
         except RuntimeError as exc:
-            print(f"could not start Redis: {exc}")
+            say(f"could not start Redis: {exc}")
             return 1
         url = server.url
         redis_note = f"{url} (private; nothing is kept after exit)"
@@ -293,7 +302,7 @@ def main() -> int:
             children.append(Child.start("api", api_command(port), env, API_STOP_TIMEOUT))
             problem = wait_until_ready(port, children, server, stop)
             if problem is None and not stop.requested:
-                print(banner(port, redis_note), flush=True)
+                say(banner(port, redis_note), flush=True)
                 while not stop.requested:
                     problem = dead_child(children, server)
                     if problem:
@@ -301,15 +310,15 @@ def main() -> int:
                     stop.event.wait(POLL)
     finally:
         if stop.requested:
-            print(f"\n{stop.signals[0]}: stopping everything (again to kill at once)", flush=True)
+            say(f"\n{stop.signals[0]}: stopping everything (again to kill at once)", flush=True)
         elif problem:
-            print(f"\n{problem}: stopping the rest", flush=True)
+            say(f"\n{problem}: stopping the rest", flush=True)
         for child in reversed(children):  # the API first, so that nothing new comes in
             child.stop(stop)
         if server is not None:
-            print("stopping redis-server")
+            say("stopping redis-server")
             server.stop()
-    print("stopped" if problem is None else "stopped after an error")
+    say("stopped" if problem is None else "stopped after an error")
     return 0 if problem is None else 1
 
 
