@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from app.records import LeaseLost
@@ -25,6 +26,7 @@ from trainer import (
     InvalidConfig,
     Stopped,
     TrainConfig,
+    TrainerError,
     dataset_info,
     load_dataset,
     train,
@@ -113,8 +115,7 @@ class JobRunner:
             data_dir = self.settings.data_dir
             info = dataset_info(spec["dataset"], data_dir)
             dataset = cached_dataset(spec["dataset"], data_dir)
-            blob = self.store.load_checkpoint(self.job_id)
-            resume = Checkpoint.from_bytes(blob) if blob else None
+            resume = self._checkpoint()
             done = (resume.iteration, resume.epoch) if resume else (0, 0)
             self.store.truncate_curve(self.job_id, done[0], done[1], token=self.token)
             per_epoch = -(-training_size(info.n_train, config) // config.batch_size)
@@ -134,8 +135,8 @@ class JobRunner:
             return self._fail("invalid_dataset", str(exc))
         except InvalidConfig as exc:
             return self._fail("invalid_config", str(exc))
-        except LeaseLost:
-            raise
+        except (LeaseLost, redis.RedisError):
+            raise  # not the job's fault: the task retries (Redis) or lets the new owner run
         except Exception as exc:
             logger.exception("job %s: internal error", self.job_id)
             return self._fail("internal", f"{type(exc).__name__}: {exc}")
@@ -147,6 +148,17 @@ class JobRunner:
             warnings=result.warnings,
         )
         return "succeeded"
+
+    def _checkpoint(self) -> Checkpoint | None:
+        """The last epoch's checkpoint; an unreadable one means a clean restart."""
+        blob = self.store.load_checkpoint(self.job_id)
+        if not blob:
+            return None
+        try:
+            return Checkpoint.from_bytes(blob)
+        except TrainerError:
+            logger.warning("job %s: unreadable checkpoint; restarting cleanly", self.job_id)
+            return None
 
     def _fail(self, code: str, message: str) -> str:
         self.store.finish(

@@ -1,0 +1,124 @@
+"""JobRunner in-process against a real Redis: outcomes, leases, attempts, checkpoints."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from app.settings import Settings
+from app.store import JobStore
+from worker.runner import JobRunner
+
+SPIRAL = {
+    "dataset": "spiral", "hidden_sizes": [16], "activation": "relu", "loss": "cross_entropy",
+    "gradient": "backprop", "dtype": None, "learning_rate": 0.5, "momentum": 0.0,
+    "batch_size": 50, "epochs": 4, "validation_fraction": 0.1,
+    "early_stopping_patience": None, "weight_init_std": None, "seed": 0,
+}
+ITERATIONS_PER_EPOCH = 13  # 648 training rows / 50
+
+
+@pytest.fixture
+def settings(redis_url: str, key_prefix: str) -> Settings:
+    return Settings(redis_url=redis_url, key_prefix=key_prefix, lease_seconds=1,
+                    heartbeat_seconds=0.2)
+
+
+def queued(store: JobStore, **changes: Any) -> str:
+    job, created = store.create_job({**SPIRAL, **changes}, name=None)
+    assert created
+    return str(job["id"])
+
+
+def test_a_queued_job_runs_to_success_with_metrics_and_a_full_curve(
+    store: JobStore, settings: Settings
+) -> None:
+    job_id = queued(store)
+    assert JobRunner(store, settings, job_id).run() == "succeeded"
+    job = store.get_job(job_id)
+    assert job is not None and job["status"] == "succeeded" and job["attempts"] == 1
+    assert job["progress"]["iteration"] == job["progress"]["iterations"] == 4 * 13
+    curve = store.read_curve(job_id, max_points=100_000)
+    assert curve is not None and curve["total"] == 4 * ITERATIONS_PER_EPOCH
+    assert [row["epoch"] for row in curve["epochs"]] == [1, 2, 3, 4]
+    metrics = store.get_metrics(job_id)
+    assert metrics is not None and metrics["test"]["n"] == 180
+    assert store.lease_holder(job_id) is None
+
+
+def test_a_finished_job_is_never_run_again(store: JobStore, settings: Settings) -> None:
+    job_id = queued(store)
+    JobRunner(store, settings, job_id).run()
+    before = store.read_curve(job_id)
+    assert JobRunner(store, settings, job_id).run() == "already succeeded"
+    assert store.read_curve(job_id) == before
+    job = store.get_job(job_id)
+    assert job is not None and job["attempts"] == 1
+
+
+def test_an_unreadable_checkpoint_means_a_clean_restart(
+    store: JobStore, settings: Settings
+) -> None:
+    reference_id = queued(store)
+    JobRunner(store, settings, reference_id).run()
+    job_id = queued(store)
+    assert store.acquire_lease(job_id, "f" * 32, 60)
+    store.save_checkpoint(job_id, "f" * 32, b"not a checkpoint")
+    store.release_lease(job_id, "f" * 32)
+    assert JobRunner(store, settings, job_id).run() == "succeeded"
+    clean = store.read_curve(reference_id, max_points=100_000)
+    restarted = store.read_curve(job_id, max_points=100_000)
+    assert clean is not None and restarted is not None
+    assert restarted["loss"] == clean["loss"]
+
+
+def test_a_job_out_of_attempts_fails_as_worker_lost(store: JobStore, settings: Settings) -> None:
+    job_id = queued(store)
+    for _ in range(settings.max_attempts):  # attempts whose workers died
+        assert store.acquire_lease(job_id, "e" * 32, 60)
+        store.start_attempt(job_id, "e" * 32)
+        store.release_lease(job_id, "e" * 32)
+    assert JobRunner(store, settings, job_id).run() == "failed: worker_lost"
+    job = store.get_job(job_id)
+    assert job is not None and job["error"]["code"] == "worker_lost"
+
+
+def test_a_live_lease_holder_keeps_the_job(store: JobStore, settings: Settings) -> None:
+    job_id = queued(store)
+    assert store.acquire_lease(job_id, "d" * 32, 60)  # another worker, alive
+    outcome = JobRunner(store, settings, job_id).run()
+    assert outcome == "another worker holds the lease"
+    job = store.get_job(job_id)
+    assert job is not None and job["status"] == "queued" and job["attempts"] == 0
+
+
+def test_divergence_fails_the_job_with_the_iteration(store: JobStore, settings: Settings) -> None:
+    job_id = queued(store, dataset="blobs", hidden_sizes=[32], learning_rate=10.0)
+    assert JobRunner(store, settings, job_id).run() == "failed: diverged"
+    job = store.get_job(job_id)
+    assert job is not None and job["error"]["code"] == "diverged"
+    assert "iteration" in job["error"]["message"]
+
+
+def test_cancel_during_the_run_ends_it_cancelled_within_a_batch(
+    store: JobStore, settings: Settings
+) -> None:
+    job_id = queued(store, hidden_sizes=[256, 256], batch_size=4, epochs=200)
+    runner = JobRunner(store, settings, job_id)
+    outcomes: list[str] = []
+    thread = threading.Thread(target=lambda: outcomes.append(runner.run()))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while (curve := store.read_curve(job_id)) is not None and curve["total"] == 0:
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.01)
+    store.request_cancel(job_id)
+    thread.join(timeout=30)
+    assert outcomes == ["cancelled"]
+    job = store.get_job(job_id)
+    assert job is not None and job["status"] == "cancelled"
+    curve = store.read_curve(job_id)
+    assert curve is not None and 0 < curve["total"] < 200 * 162
