@@ -122,3 +122,31 @@ def test_cancel_during_the_run_ends_it_cancelled_within_a_batch(
     assert job is not None and job["status"] == "cancelled"
     curve = store.read_curve(job_id)
     assert curve is not None and 0 < curve["total"] < 200 * 162
+
+
+def test_the_soft_time_limit_fails_the_job_as_time_limit(
+    store: JobStore, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    import worker.runner as runner_module
+
+    def out_of_time(*args: Any, **kwargs: Any) -> Any:
+        raise SoftTimeLimitExceeded()  # what Celery raises inside the task at the soft limit
+
+    monkeypatch.setattr(runner_module, "train", out_of_time)
+    job_id = queued(store)
+    assert JobRunner(store, settings, job_id).run() == "failed: time_limit"
+    job = store.get_job(job_id)
+    assert job is not None and job["error"]["code"] == "time_limit"
+    assert f"{settings.task_soft_time_limit:g} s" in job["error"]["message"]
+
+
+def test_an_unavailable_dataset_fails_the_job_as_invalid_dataset(
+    store: JobStore, settings: Settings, tmp_path: Any
+) -> None:
+    job_id = queued(store, dataset="mnist")
+    lonely = settings.model_copy(update={"data_dir": str(tmp_path)})  # no mnist files there
+    assert JobRunner(store, lonely, job_id).run() == "failed: invalid_dataset"
+    job = store.get_job(job_id)
+    assert job is not None and "train-images-idx3-ubyte.gz" in job["error"]["message"]
