@@ -51,6 +51,11 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_iso(value: str) -> datetime:
+    """The inverse of `iso`."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 def dumps(value: Any) -> str:
     """Compact strict JSON; non-finite floats (a diverged loss) become null."""
     return json.dumps(json_safe(value), separators=(",", ":"), allow_nan=False)

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
         gt=0,
         description="How often the reaper looks for running jobs whose worker is gone.",
     )
+    queued_requeue_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="A job queued this long while the broker queue is empty lost its message "
+        "(e.g. the API died between storing and enqueueing it); the reaper sends a new one.",
+    )
     worker_concurrency: int = Field(
         default=1,
         gt=0,

@@ -6,6 +6,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -27,13 +28,12 @@ from app.records import (
     job_document,
     new_job_fields,
     parse_cursor,
+    parse_iso,
     text,
     utc_now,
 )
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from app.settings import Settings
 
 __all__ = [
@@ -298,3 +298,16 @@ class JobStore(LeasedWrites):
                 stale.append(job_id)
         self._forget(gone)
         return stale
+
+    def queued_jobs_older_than(self, seconds: float) -> list[str]:
+        """Ids of jobs still queued `seconds` after they were created (oldest first)."""
+        queued = [text(m) for m in self._redis.zrange(self.keys.status_index("queued"), 0, -1)]
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in queued:
+            pipe.hmget(self.keys.job(job_id).job, ["status", "created_at"])
+        cutoff = self._clock() - timedelta(seconds=seconds)
+        old = []
+        for job_id, (status, created) in zip(queued, pipe.execute(), strict=True):
+            if status == b"queued" and created and parse_iso(text(created)) <= cutoff:
+                old.append(job_id)
+        return old

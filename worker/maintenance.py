@@ -8,7 +8,7 @@ from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
 
-from app.queue import Enqueuer
+from app.queue import QUEUE, Enqueuer
 from app.registry import WorkerRegistry
 from app.settings import Settings, get_settings
 from app.store import JobStore
@@ -20,12 +20,19 @@ _stop = threading.Event()
 
 
 def reap_once(store: JobStore, enqueuer: Enqueuer, settings: Settings) -> list[str]:
-    """Re-queue running jobs whose lease lapsed (their worker died and will not come back).
+    """Re-queue jobs whose message is gone; return their ids.
 
-    A job that asked to be cancelled ends cancelled; one that used up its attempts fails
-    with worker_lost; the rest get a new message (a duplicate is harmless: leases).
+    A running job whose lease lapsed lost its worker: if it asked to be cancelled it ends
+    cancelled, if it used up its attempts it fails with worker_lost, else it gets a new
+    message. A job queued for long while the broker queue is empty lost its message before
+    any worker saw it. A duplicate message is harmless: leases and terminal states guard.
     """
     requeued = []
+    if store.client.llen(QUEUE) == 0:
+        for job_id in store.queued_jobs_older_than(settings.queued_requeue_seconds):
+            logger.warning("job %s: queued without a message; re-queueing it", job_id)
+            enqueuer.enqueue(job_id)
+            requeued.append(job_id)
     for job_id in store.stale_running_jobs():
         job = store.get_job(job_id)
         if job is None or job["status"] != "running":

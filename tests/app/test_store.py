@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -399,3 +400,22 @@ def test_from_settings_uses_the_prefix_and_ttls(redis_url: str, key_prefix: str)
         assert store.job_ttl == 60
     finally:
         store.close()
+
+
+def test_queued_jobs_older_than_a_cutoff_are_found_oldest_first(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    store = JobStore(redis_client, prefix=key_prefix, clock=lambda: now[0])
+    old = store.create_job(SPEC, name="old")[0]["id"]
+    now[0] += timedelta(seconds=100)
+    started = store.create_job(SPEC, name="started")[0]["id"]
+    assert store.acquire_lease(started, "w" * 32, 60)
+    store.start_attempt(started, "w" * 32)
+    now[0] += timedelta(seconds=100)
+    fresh = store.create_job(SPEC, name="fresh")[0]["id"]
+    now[0] += timedelta(seconds=50)
+
+    assert store.queued_jobs_older_than(120) == [old]
+    assert store.queued_jobs_older_than(10) == [old, fresh]
+    assert store.queued_jobs_older_than(1000) == []

@@ -133,15 +133,27 @@ def test_killing_the_pool_process_mid_job_resumes_without_duplicates(service: Se
     assert clean["epochs"] == curve["epochs"]
 
 
+ORPHAN_SPEC = {**SMALL, "loss": "cross_entropy", "gradient": "backprop", "dtype": None,
+               "momentum": 0.0, "validation_fraction": 0.1, "early_stopping_patience": None,
+               "weight_init_std": None, "seed": 0}
+
+
 def test_the_reaper_requeues_a_running_job_whose_worker_vanished(service: Service) -> None:
     store = service.store
-    job, _ = store.create_job({**SMALL, "loss": "cross_entropy", "gradient": "backprop",
-                               "dtype": None, "momentum": 0.0, "validation_fraction": 0.1,
-                               "early_stopping_patience": None, "weight_init_std": None,
-                               "seed": 0}, name="orphan")
+    job, _ = store.create_job(ORPHAN_SPEC, name="orphan")
     # A worker took it and died without a trace: no message will ever come back.
     assert store.acquire_lease(job["id"], "0" * 32, ttl_seconds=0.2)
     assert store.start_attempt(job["id"], "0" * 32) == 1
     done = service.wait_status(job["id"], ("succeeded", "failed"), timeout=60)
     assert done["status"] == "succeeded", done["error"]
     assert done["attempts"] == 2
+
+
+def test_the_reaper_sends_a_new_message_for_a_queued_job_that_lost_its_own(
+    service: Service,
+) -> None:
+    # Stored but never enqueued: the API died between the two steps.
+    job, _ = service.store.create_job({**ORPHAN_SPEC, "seed": 1}, name="never enqueued")
+    done = service.wait_status(job["id"], ("succeeded", "failed"), timeout=60)
+    assert done["status"] == "succeeded", done["error"]
+    assert done["attempts"] == 1
