@@ -194,7 +194,7 @@ def descent_runner(x: Array, t: Array, batches: list[Array]) -> Runner:
         losses.clear()
         begin = time.perf_counter()
         for idx in batches[:n]:
-            xb = np.take(x, idx, axis=0, out=x_batch)
+            xb = np.take(x, idx, axis=0, out=x_batch, mode="clip")  # as trainer/loop.py
             loss, _ = net.gradient(xb, t[idx])  # the gradient lands in net.flat_grads
             losses.append(loss)
             if not math.isfinite(loss):

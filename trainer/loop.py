@@ -167,7 +167,9 @@ def _run_epochs(run: _Run) -> None:
                 reporter.flush()
                 raise Stopped(state.iteration)
             idx = order[start : start + batch]
-            xb = np.take(x_source, rows[idx], axis=0, out=x_batch[: len(idx)])
+            # mode="clip": the indices are valid by construction, and the default "raise"
+            # makes np.take buffer its output (a second copy of the batch).
+            xb = np.take(x_source, rows[idx], axis=0, out=x_batch[: len(idx)], mode="clip")
             loss, grads = gradient(xb, t_train[idx])
             state.iteration += 1
             reporter.add(loss)
