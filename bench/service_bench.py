@@ -230,8 +230,9 @@ def wait_for_quiet(limit: float) -> str | None:
 
 @contextlib.contextmanager
 def sigint_blocked() -> Iterator[None]:
-    """Children started meanwhile keep SIGINT blocked: Ctrl-C at the terminal reaches only
-    us, and we stop them in order (redis-server and multiprocessing share our group)."""
+    """Processes started meanwhile keep SIGINT blocked: Ctrl-C at the terminal reaches only
+    us, and we stop them in order. Needed for the multiprocessing children, which share our
+    process group (redis-server and the Child commands each have a group of their own)."""
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
@@ -256,7 +257,7 @@ class Child:
 
     @classmethod
     def start(cls, name: str, command: list[str], env: dict[str, str], log: Path) -> Child:
-        with log.open("ab") as out, sigint_blocked():
+        with log.open("ab") as out:
             process = subprocess.Popen(
                 command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, process_group=0,
@@ -319,8 +320,7 @@ class Cluster:
         return self.store
 
     def start(self) -> None:
-        with sigint_blocked():
-            self.redis = start_local_redis()
+        self.redis = start_local_redis()  # in its own process group, like the children
         self.env = {
             **os.environ,
             "REDIS_URL": self.redis.url,

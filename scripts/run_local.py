@@ -13,7 +13,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -139,23 +138,6 @@ class Child:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
         self.process.wait()
-
-
-@contextlib.contextmanager
-def sigint_blocked() -> Iterator[None]:
-    """Block SIGINT here, and so in the children started meanwhile.
-
-    Ctrl-C at a terminal signals the whole foreground process group, and the private
-    redis-server shares ours (`start_local_redis` starts it so): it would quit before
-    the worker has shut down, which then logs broker errors. A signal blocked at exec
-    stays blocked in redis-server, so it stops only when we stop it. A Ctrl-C that comes
-    meanwhile waits and reaches our handler when this block ends.
-    """
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def redacted(url: str) -> str:
@@ -285,8 +267,7 @@ def main() -> int:
     else:
         say("REDIS_URL is not set: starting a private redis-server")
         try:
-            with sigint_blocked():
-                server = start_local_redis()
+            server = start_local_redis()  # in its own process group: Ctrl-C reaches us
         except RuntimeError as exc:
             say(f"could not start Redis: {exc}")
             return 1
