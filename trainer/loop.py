@@ -133,7 +133,7 @@ class _Run:
     state: _RunState
     reporter: _Reporter
     callbacks: Callbacks
-    gradient: Callable[[Array, Array], tuple[float, list[Array]]]
+    gradient: Callable[[Array, Array], float]
     shuffle_rng: np.random.Generator
     x_source: Array  # training rows are gathered from here...
     rows: Array  # ...at these indices
@@ -170,14 +170,12 @@ def _run_epochs(run: _Run) -> None:
             # mode="clip": the indices are valid by construction, and the default "raise"
             # makes np.take buffer its output (a second copy of the batch).
             xb = np.take(x_source, rows[idx], axis=0, out=x_batch[: len(idx)], mode="clip")
-            loss, grads = gradient(xb, t_train[idx])
+            loss = gradient(xb, t_train[idx])
             state.iteration += 1
             reporter.add(loss)
             if not math.isfinite(loss) or loss > run.explode_above:
                 reporter.flush()
                 raise Diverged(state.iteration, loss, config.learning_rate)
-            if grads is not net._grads:
-                net.set_gradient(grads)
             run.optimizer.update([net.flat_params], [net.flat_grads])
         reporter.flush()
         state.losses.append(reporter.take_history())
@@ -198,14 +196,17 @@ def _run_epochs(run: _Run) -> None:
             )
 
 
-def _gradient_fn(mode: str, net: Network) -> Callable[[Array, Array], tuple[float, list[Array]]]:
-    if mode == "backprop":
-        return net.gradient
+def _gradient_fn(mode: str, net: Network) -> Callable[[Array, Array], float]:
+    """The batch loss; either way the gradient lands in net.flat_grads for the optimiser."""
 
-    def numerical(x: Array, t: Array) -> tuple[float, list[Array]]:
-        return net.mean_loss(x, t), numerical_gradient(net, x, t)
+    def backprop(x: Array, t: Array) -> float:
+        return net.gradient(x, t)[0]  # writes into net.flat_grads itself
 
-    return numerical
+    def numerical(x: Array, t: Array) -> float:
+        net.set_gradient(numerical_gradient(net, x, t))
+        return net.mean_loss(x, t)
+
+    return backprop if mode == "backprop" else numerical
 
 
 def _epoch_record(
