@@ -8,6 +8,7 @@ from collections.abc import Callable
 import redis
 
 from app.keys import KeyLayout
+from app.records import text
 
 
 class WorkerRegistry:
@@ -33,7 +34,7 @@ class WorkerRegistry:
         pipe.zremrangebyscore(self._keys.workers, "-inf", now - 10 * within_seconds)
         pipe.zrangebyscore(self._keys.workers, now - within_seconds, "+inf")
         _, members = pipe.execute()
-        return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+        return [text(member) for member in members]
 
     def try_lock_reaper(self, owner: str, ttl_seconds: float) -> bool:
         """Let one worker at a time run the reaper, for at most ttl_seconds."""

@@ -16,7 +16,7 @@ from trainer.errors import (
     TrainerError,
     UnknownDataset,
 )
-from trainer.loop import Callbacks, TrainResult, train, training_size
+from trainer.loop import Callbacks, TrainResult, planned_iterations, train, training_size
 from trainer.numerical import gradient_check, numerical_gradient
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "load_dataset",
     "load_npz",
     "numerical_gradient",
+    "planned_iterations",
     "train",
     "training_size",
 ]

@@ -7,11 +7,10 @@ the estimate is meant to be right within a small factor, not to the second.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 from trainer.config import TrainConfig
-from trainer.loop import TRAIN_EVAL_SAMPLES, training_size
+from trainer.loop import TRAIN_EVAL_SAMPLES, planned_iterations, training_size
 
 MATMUL_FLOPS_PER_SECOND = {"float32": 3.0e10, "float64": 1.5e10}
 ELEMENTWISE_PER_SECOND = 1.5e9  # float64 element operations of the numerical gradient
@@ -37,8 +36,7 @@ def estimate_cost(
     sizes = (n_features, *config.hidden_sizes, n_classes)
     dtype = config.resolved_dtype
     per_sample = 2.0 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
-    iterations_per_epoch = math.ceil(n_train / config.batch_size)
-    iterations = config.epochs * iterations_per_epoch
+    iterations = planned_iterations(n_train_total, config)
     samples_per_epoch = n_train
     # forward + backward (two products per layer) of every sample, every epoch
     train_flops = 3.0 * per_sample * samples_per_epoch * config.epochs

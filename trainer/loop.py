@@ -68,6 +68,11 @@ def training_size(n_train_total: int, config: TrainConfig) -> int:
     return split_sizes(n_train_total, config.validation_fraction)[0]
 
 
+def planned_iterations(n_train_total: int, config: TrainConfig) -> int:
+    """Mini-batches of a run that goes all its epochs (the last short batch counts)."""
+    return config.epochs * math.ceil(training_size(n_train_total, config) / config.batch_size)
+
+
 def train(
     config: TrainConfig,
     dataset: Dataset,

@@ -13,6 +13,7 @@ import numpy as np
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
+from app.keys import TERMINAL_STATUSES
 from app.records import LeaseLost
 from app.settings import Settings
 from app.store import JobStore
@@ -29,14 +30,11 @@ from trainer import (
     TrainerError,
     dataset_info,
     load_dataset,
+    planned_iterations,
     train,
-    training_size,
 )
 
 logger = logging.getLogger(__name__)
-
-TERMINAL = ("succeeded", "failed", "cancelled")
-
 
 @lru_cache(maxsize=4)
 def cached_dataset(name: str, data_dir: str | None) -> Dataset:
@@ -65,7 +63,7 @@ class JobRunner:
         job = self.store.get_job(self.job_id)
         if job is None:
             return "unknown job"
-        if job["status"] in TERMINAL:
+        if job["status"] in TERMINAL_STATUSES:
             return f"already {job['status']}"
         if not self._take_lease():
             return "another worker holds the lease"
@@ -118,8 +116,8 @@ class JobRunner:
             resume = self._checkpoint()
             done = (resume.iteration, resume.epoch) if resume else (0, 0)
             self.store.truncate_curve(self.job_id, done[0], done[1], token=self.token)
-            per_epoch = -(-training_size(info.n_train, config) // config.batch_size)
-            progress = _Progress(config.epochs, per_epoch * config.epochs, done[0])
+            iterations = planned_iterations(info.n_train, config)
+            progress = _Progress(config.epochs, iterations, done[0])
             result = train(config, dataset, self._callbacks(progress), resume=resume)
         except Stopped:
             if self._lost.is_set():
