@@ -13,6 +13,7 @@ from trainer.config import (
     MAX_LEARNING_RATE,
     MAX_VALIDATION_FRACTION,
 )
+from trainer.datasets import DatasetInfo
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -143,16 +144,5 @@ class Curve(BaseModel):
     status: Status
 
 
-class DatasetItem(BaseModel):
-    name: str
-    description: str
-    available: bool
-    n_train: int
-    n_test: int
-    n_features: int
-    n_classes: int
-    hint: str | None
-
-
 class DatasetList(BaseModel):
-    items: list[DatasetItem]
+    items: list[DatasetInfo]  # the trainer's own catalogue entry (a plain dataclass)
