@@ -180,6 +180,31 @@ def step_table(dataset: Dataset, torch: Any, iterations: int, rounds: int) -> No
     print(f"\nb. matmul ceiling: the 5 float32 np.matmul calls of a step alone, with out= "
           f"buffers: {1e3 * per_step['ceiling']:.3f} ms/step")
     print(f"   Descent runs at {share:.0f}% of it   {verdict(share, 'ceiling')}")
+    step_rate = STEP_FLOPS / per_step["ceiling"] / 1e9
+    peak_rate = large_sgemm_rate(rounds)
+    print(f"   those matmuls run at {step_rate:.1f} GFLOP/s, {100 * step_rate / peak_rate:.0f}% "
+          f"of a {PEAK_N}x{PEAK_N}x{PEAK_N} sgemm on this core ({peak_rate:.1f} GFLOP/s, "
+          "best of the rounds):\n   the ceiling is the core's arithmetic at these shapes "
+          "(OpenBLAS's own kernels), not NumPy's call overhead")
+
+
+# Multiply-adds of the 5 products of a 784-50-10 step at batch 100, 2 flops each.
+STEP_FLOPS = 2 * (2 * BATCH * SIZES[0] * SIZES[1] + 3 * BATCH * SIZES[1] * SIZES[2])
+PEAK_N = 1000
+
+
+def large_sgemm_rate(rounds: int) -> float:
+    """GFLOP/s of a large square float32 product: what one core does at best through BLAS."""
+    rng = np.random.default_rng(6)
+    a, b = (rng.standard_normal((PEAK_N, PEAK_N), dtype=np.float32) for _ in range(2))
+    out = np.empty_like(a)
+    np.matmul(a, b, out=out)
+    best = math.inf
+    for _ in range(rounds):
+        begin = time.perf_counter()
+        np.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - begin)
+    return 2 * PEAK_N**3 / best / 1e9
 
 
 def descent_runner(x: Array, t: Array, batches: list[Array]) -> Runner:
