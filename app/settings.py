@@ -93,6 +93,13 @@ class Settings(BaseSettings):
         gt=0,
         description="A job of more iterations is refused (its curve would exceed 4 MB).",
     )
+    max_checkpoint_bytes: int = Field(
+        default=64 * 2**20,
+        ge=0,
+        description="A job whose epoch-end checkpoint would be larger (by the cost estimate) "
+        "runs without checkpoints, so that one wide network cannot fill Redis's memory; if "
+        "its worker is lost, it restarts from the beginning. 0 turns checkpoints off.",
+    )
     max_body_bytes: int = Field(
         default=1_000_000,
         gt=0,

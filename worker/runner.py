@@ -29,8 +29,8 @@ from trainer import (
     TrainConfig,
     TrainerError,
     dataset_info,
+    estimate_cost,
     load_dataset,
-    planned_iterations,
     train,
 )
 
@@ -113,12 +113,14 @@ class JobRunner:
             data_dir = self.settings.data_dir
             info = dataset_info(spec["dataset"], data_dir)
             dataset = cached_dataset(spec["dataset"], data_dir)
-            resume = self._checkpoint()
+            estimate = estimate_cost(config, info.n_train, info.n_features, info.n_classes)
+            checkpoints = self._checkpoints_fit(estimate.checkpoint_bytes)
+            resume = self._checkpoint() if checkpoints else None
             done = (resume.iteration, resume.epoch) if resume else (0, 0)
             self.store.truncate_curve(self.job_id, done[0], done[1], token=self.token)
-            iterations = planned_iterations(info.n_train, config)
-            progress = _Progress(config.epochs, iterations, done[0])
-            result = train(config, dataset, self._callbacks(progress), resume=resume)
+            progress = _Progress(config.epochs, estimate.iterations, done[0])
+            callbacks = self._callbacks(progress, checkpoints)
+            result = train(config, dataset, callbacks, resume=resume)
         except Stopped:
             if self._lost.is_set():
                 return "lease lost to another worker"
@@ -147,6 +149,20 @@ class JobRunner:
         )
         return "succeeded"
 
+    def _checkpoints_fit(self, size: int) -> bool:
+        """Whether the job's checkpoints fit the budget; if not, the job says so at once."""
+        budget = self.settings.max_checkpoint_bytes
+        if size <= budget:
+            return True
+        logger.info("job %s: no checkpoints (%d bytes each, budget %d)", self.job_id, size, budget)
+        self.store.add_warning(
+            self.job_id,
+            f"no checkpoints are kept: each would take about {size / 2**20:,.1f} MiB, over the "
+            f"limit of {budget / 2**20:,.1f} MiB (DESCENT_MAX_CHECKPOINT_BYTES); if its worker "
+            "is lost, this job restarts from the beginning",
+        )
+        return False
+
     def _checkpoint(self) -> Checkpoint | None:
         """The last epoch's checkpoint; an unreadable one means a clean restart."""
         blob = self.store.load_checkpoint(self.job_id)
@@ -164,7 +180,7 @@ class JobRunner:
         )
         return f"failed: {code}"
 
-    def _callbacks(self, progress: _Progress) -> Callbacks:
+    def _callbacks(self, progress: _Progress, checkpoints: bool) -> Callbacks:
         def on_iterations(first: int, losses: np.ndarray) -> None:
             last = first + len(losses) - 1
             self._cancel = self.store.record_iterations(
@@ -188,7 +204,7 @@ class JobRunner:
         return Callbacks(
             on_iterations=on_iterations,
             on_epoch=on_epoch,
-            on_checkpoint=on_checkpoint,
+            on_checkpoint=on_checkpoint if checkpoints else None,
             should_stop=should_stop,
             report_every=self.settings.progress_flush_iterations,
             report_seconds=self.settings.progress_flush_seconds,

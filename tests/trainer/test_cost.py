@@ -6,7 +6,16 @@ import math
 
 import pytest
 
-from trainer import CostEstimate, TrainConfig, estimate_cost, training_size
+from trainer import (
+    Callbacks,
+    CostEstimate,
+    TrainConfig,
+    dataset_info,
+    estimate_cost,
+    load_dataset,
+    train,
+    training_size,
+)
 
 MNIST = {"n_train_total": 60000, "n_features": 784, "n_classes": 10}
 
@@ -32,7 +41,8 @@ def test_known_iteration_count_for_mnist_defaults() -> None:
     assert estimate.flops > 0 and estimate.seconds > 0
     assert isinstance(estimate, CostEstimate)
     assert estimate.to_dict() == {"iterations": 5400, "flops": estimate.flops,
-                                  "seconds": estimate.seconds}
+                                  "seconds": estimate.seconds,
+                                  "checkpoint_bytes": estimate.checkpoint_bytes}
 
 
 def test_cost_grows_with_epochs() -> None:
@@ -69,3 +79,32 @@ def test_float64_is_not_cheaper_than_float32() -> None:
     f64 = estimate_cost(TrainConfig(dtype="float64"), **MNIST)
     assert f64.seconds > f32.seconds
     assert f64.flops == f32.flops
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        TrainConfig(hidden_sizes=(64,), batch_size=20, epochs=3),
+        TrainConfig(hidden_sizes=(64, 32), batch_size=20, epochs=3, momentum=0.9),
+        TrainConfig(hidden_sizes=(32,), batch_size=20, epochs=2, dtype="float64"),
+        TrainConfig(hidden_sizes=(8,), batch_size=50, epochs=2, gradient="numerical"),
+    ],
+    ids=["float32", "momentum", "float64", "numerical"],
+)
+def test_checkpoint_bytes_bounds_the_real_checkpoints_closely(config: TrainConfig) -> None:
+    dataset = load_dataset("spiral")
+    sizes: list[int] = []
+    train(config, dataset, Callbacks(on_checkpoint=lambda c: sizes.append(len(c.to_bytes()))))
+    info = dataset_info("spiral")
+    estimate = estimate_cost(config, info.n_train, info.n_features, info.n_classes)
+    assert len(sizes) == config.epochs
+    assert max(sizes) <= estimate.checkpoint_bytes  # an upper bound...
+    assert estimate.checkpoint_bytes - max(sizes) < 64 * 1024  # ...off by the overhead at most
+
+
+def test_checkpoint_bytes_of_the_largest_network_is_over_a_gigabyte() -> None:
+    widest = TrainConfig(hidden_sizes=(4096,) * 8, epochs=1, momentum=0.9)
+    estimate = estimate_cost(widest, **MNIST)
+    # 3 copies (weights, best weights, velocity) of 120M float32 parameters
+    assert estimate.checkpoint_bytes > 1.4e9
+    assert estimate_cost(TrainConfig(), **MNIST).checkpoint_bytes < 1e6  # 784-50-10: ~0.3 MB

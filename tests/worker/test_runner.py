@@ -150,3 +150,45 @@ def test_an_unavailable_dataset_fails_the_job_as_invalid_dataset(
     assert JobRunner(store, lonely, job_id).run() == "failed: invalid_dataset"
     job = store.get_job(job_id)
     assert job is not None and "train-images-idx3-ubyte.gz" in job["error"]["message"]
+
+
+def counting_checkpoints(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the checkpoints the runner hands to the (real) store."""
+    sizes: list[int] = []
+    save = store.save_checkpoint
+
+    def counted(job_id: str, token: str, blob: bytes) -> None:
+        sizes.append(len(blob))
+        save(job_id, token, blob)
+
+    monkeypatch.setattr(store, "save_checkpoint", counted)
+    return sizes
+
+
+def test_each_epoch_is_checkpointed_within_the_budget(
+    store: JobStore, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = counting_checkpoints(store, monkeypatch)
+    job_id = queued(store)
+    assert JobRunner(store, settings, job_id).run() == "succeeded"
+    assert len(sizes) == SPIRAL["epochs"]
+    assert max(sizes) < settings.max_checkpoint_bytes
+    job = store.get_job(job_id)
+    assert job is not None and not any("checkpoint" in w for w in job["warnings"])
+
+
+def test_a_network_whose_checkpoint_is_over_the_budget_runs_without_and_says_so(
+    store: JobStore, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = counting_checkpoints(store, monkeypatch)
+    job_id = queued(store, hidden_sizes=[256, 256])  # ~0.6 MB of weights and best weights
+    small = settings.model_copy(update={"max_checkpoint_bytes": 100_000})
+    assert JobRunner(store, small, job_id).run() == "succeeded"
+    assert sizes == []
+    job = store.get_job(job_id)
+    assert job is not None and job["status"] == "succeeded"
+    [warning] = [w for w in job["warnings"] if "checkpoint" in w]
+    assert "DESCENT_MAX_CHECKPOINT_BYTES" in warning and "0.1 MiB" in warning
+    assert "restarts from the beginning" in warning
+    curve = store.read_curve(job_id, max_points=100_000)
+    assert curve is not None and curve["total"] == SPIRAL["epochs"] * ITERATIONS_PER_EPOCH
