@@ -17,6 +17,7 @@ from trainer.errors import (
     UnknownDataset,
 )
 from trainer.loop import Callbacks, TrainResult, planned_iterations, train, training_size
+from trainer.model import model_from_bytes, model_to_bytes
 from trainer.numerical import gradient_check, numerical_gradient
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
     "gradient_check",
     "load_dataset",
     "load_npz",
+    "model_from_bytes",
+    "model_to_bytes",
     "numerical_gradient",
     "planned_iterations",
     "train",
