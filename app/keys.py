@@ -14,6 +14,9 @@ Every key lives under ``{prefix}:``:
     val_accuracy}.
 ``job:{id}:metrics`` (string json), ``job:{id}:checkpoint`` (bytes),
 ``job:{id}:lease`` (string: the owning worker's token, with a PX TTL).
+``job:{id}:weights`` (bytes)
+    the chosen model of a succeeded job, as trainer.model_to_bytes writes it (an .npz);
+    set by the finishing transition itself, with the job TTL.
 ``jobs`` (sorted set)
     score = ``jobs:seq`` (a global INCR), member = id; ``jobs:status:{status}`` holds
     the same scores per status. Entries whose job hash has expired are dropped lazily.
@@ -59,6 +62,7 @@ class JobKeys:
     checkpoint: str
     lease: str
     status_indexes: tuple[str, ...]
+    weights: str  # not in all(): only the finishing script writes it (its KEYS[12])
 
     def all(self) -> list[str]:
         """KEYS for a job-scoped script: 1 job .. 6 lease, 7..11 indexes by STATUSES."""
@@ -108,4 +112,5 @@ class KeyLayout:
             checkpoint=f"{base}:checkpoint",
             lease=f"{base}:lease",
             status_indexes=tuple(self.status_index(status) for status in STATUSES),
+            weights=f"{base}:weights",
         )

@@ -133,8 +133,9 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 return add_warnings({ARGV[1]})
 """
 
-# ARGV: status, token ('' skips fencing), now, ttl, error json, metrics json,
-# warnings json ('' for none of the last three). Returns 1 if it transitioned.
+# KEYS: job keys, 12 weights. ARGV: status, token ('' skips fencing), now, ttl, error json,
+# metrics json, warnings json, weights bytes ('' for none of the last four). Returns 1 if
+# it transitioned.
 FINISH = _PRELUDE + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or TERMINAL[status] then return 0 end
@@ -145,6 +146,7 @@ end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('SET', KEYS[4], ARGV[6]) end
 if ARGV[7] ~= '' then add_warnings(cjson.decode(ARGV[7])) end
+if ARGV[8] ~= '' then redis.call('SET', KEYS[12], ARGV[8], 'EX', ARGV[4]) end
 terminate(status, ARGV[1], ARGV[3], ARGV[4])
 return 1
 """

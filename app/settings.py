@@ -93,12 +93,13 @@ class Settings(BaseSettings):
         gt=0,
         description="A job of more iterations is refused (its curve would exceed 4 MB).",
     )
-    max_checkpoint_bytes: int = Field(
+    max_model_bytes: int = Field(
         default=64 * 2**20,
         ge=0,
-        description="A job whose epoch-end checkpoint would be larger (by the cost estimate) "
-        "runs without checkpoints, so that one wide network cannot fill Redis's memory; if "
-        "its worker is lost, it restarts from the beginning. 0 turns checkpoints off.",
+        description="Largest model state kept in Redis for one job: its epoch checkpoint "
+        "(by the cost estimate) or its trained weights. A job over it runs without "
+        "checkpoints (a lost worker means a restart from the beginning) or does not keep "
+        "its weights, and its warnings say so: one wide network cannot fill Redis's memory.",
     )
     max_body_bytes: int = Field(
         default=1_000_000,

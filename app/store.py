@@ -218,6 +218,13 @@ class JobStore(LeasedWrites):
         raw = self._redis.get(self.keys.job(job_id).metrics)
         return json.loads(raw) if raw else None
 
+    def load_weights(self, job_id: str) -> bytes | None:
+        """A succeeded job's trained model (trainer.model_from_bytes reads it), if kept."""
+        if not is_job_id(job_id):
+            return None
+        blob = self._redis.get(self.keys.job(job_id).weights)
+        return bytes(blob) if blob is not None else None
+
     def read_curve(
         self, job_id: str, *, since: int = 0, max_points: int = 1000
     ) -> dict[str, Any] | None:
@@ -256,18 +263,19 @@ class JobStore(LeasedWrites):
         error: Mapping[str, Any] | None = None,
         metrics: Mapping[str, Any] | None = None,
         warnings: list[str] | None = None,
+        weights: bytes | None = None,
     ) -> bool:
         """Move a queued or running job to a terminal status, once; return whether it moved.
 
         With a token, only while the lease is that token's or absent. Stores error,
-        metrics and (merged) warnings, drops the lease and checkpoint, and puts the job
-        TTL on every key of the job.
+        metrics, (merged) warnings and the trained weights, drops the lease and
+        checkpoint, and puts the job TTL on every key of the job.
         """
         if check_status(status) not in TERMINAL_STATUSES:
             raise ValueError(f"status must be one of {sorted(TERMINAL_STATUSES)}, got {status!r}")
         if error is not None and not {"code", "message"} <= set(error):
             raise ValueError(f"error must have 'code' and 'message', got {dict(error)!r}")
-        args: list[str | int] = [
+        args: list[str | int | bytes] = [
             status,
             "" if token is None else check_token(token),
             self._now(),
@@ -275,8 +283,10 @@ class JobStore(LeasedWrites):
             "" if error is None else dumps(error),
             "" if metrics is None else dumps(metrics),
             dumps(warnings) if warnings else "",
+            weights or b"",
         ]
-        moved = bool(self._finish(keys=self._job_keys(job_id).all(), args=args))
+        job_keys = self._job_keys(job_id)
+        moved = bool(self._finish(keys=[*job_keys.all(), job_keys.weights], args=args))
         if moved:
             logger.info("job %s finished: %s", job_id, status)
         return moved

@@ -28,9 +28,11 @@ from trainer import (
     Stopped,
     TrainConfig,
     TrainerError,
+    TrainResult,
     dataset_info,
     estimate_cost,
     load_dataset,
+    model_to_bytes,
     train,
 )
 
@@ -140,28 +142,44 @@ class JobRunner:
         except Exception as exc:
             logger.exception("job %s: internal error", self.job_id)
             return self._fail("internal", f"{type(exc).__name__}: {exc}")
+        weights = self._weights_to_keep(result, config)
         self.store.finish(
             self.job_id,
             "succeeded",
             token=self.token,
             metrics=result.metrics,
             warnings=result.warnings,
+            weights=weights,
         )
         return "succeeded"
 
     def _checkpoints_fit(self, size: int) -> bool:
         """Whether the job's checkpoints fit the budget; if not, the job says so at once."""
-        budget = self.settings.max_checkpoint_bytes
-        if size <= budget:
+        if size <= self.settings.max_model_bytes:
             return True
-        logger.info("job %s: no checkpoints (%d bytes each, budget %d)", self.job_id, size, budget)
         self.store.add_warning(
             self.job_id,
-            f"no checkpoints are kept: each would take about {size / 2**20:,.1f} MiB, over the "
-            f"limit of {budget / 2**20:,.1f} MiB (DESCENT_MAX_CHECKPOINT_BYTES); if its worker "
-            "is lost, this job restarts from the beginning",
+            f"no checkpoints are kept: each would take about {self._over_budget(size)}; if its "
+            "worker is lost, this job restarts from the beginning",
         )
         return False
+
+    def _weights_to_keep(self, result: TrainResult, config: TrainConfig) -> bytes | None:
+        """The trained model's bytes, or None (and a warning) when they are over the budget."""
+        size = sum(p.nbytes for p in result.params)
+        if size <= self.settings.max_model_bytes:
+            return model_to_bytes(result.params, config.activation, config.loss)
+        self.store.add_warning(
+            self.job_id, f"the trained weights are not kept: {self._over_budget(size)}"
+        )
+        return None
+
+    def _over_budget(self, size: int) -> str:
+        logger.info("job %s: %d bytes of model state over the budget", self.job_id, size)
+        return (
+            f"{size / 2**20:,.1f} MiB, over the limit of "
+            f"{self.settings.max_model_bytes / 2**20:,.1f} MiB (DESCENT_MAX_MODEL_BYTES)"
+        )
 
     def _checkpoint(self) -> Checkpoint | None:
         """The last epoch's checkpoint; an unreadable one means a clean restart."""

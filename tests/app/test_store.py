@@ -280,10 +280,23 @@ def test_running_jobs_never_expire_and_finished_ones_do_on_every_key(
     keys = store.keys.job(job_id)
     for key in (keys.job, keys.losses, keys.epochs, keys.checkpoint):
         assert redis_client.ttl(key) == -1, key
-    assert store.finish(job_id, "succeeded", token="worker-a", metrics={"epochs_run": 1})
-    for key in (keys.job, keys.losses, keys.epochs, keys.metrics):
+    assert store.finish(job_id, "succeeded", token="worker-a", metrics={"epochs_run": 1},
+                        weights=b"the model")
+    for key in (keys.job, keys.losses, keys.epochs, keys.metrics, keys.weights):
         assert 0 < redis_client.ttl(key) <= store.job_ttl, key
     assert redis_client.exists(keys.lease, keys.checkpoint) == 0
+    assert store.load_weights(job_id) == b"the model"
+
+
+def test_weights_come_only_with_the_transition_that_brings_them(store: JobStore) -> None:
+    job_id = running_job(store)
+    assert store.finish(job_id, "failed", token="worker-a",
+                        error={"code": "diverged", "message": "loss nan"})
+    assert store.load_weights(job_id) is None
+    # A late second finish (a redelivered task, say) changes nothing, weights included.
+    assert not store.finish(job_id, "succeeded", metrics={"epochs_run": 1}, weights=b"late")
+    assert store.load_weights(job_id) is None
+    assert store.load_weights("not-a-job-id") is None
 
 
 def test_read_curve_pages_with_since_and_next(store: JobStore) -> None:

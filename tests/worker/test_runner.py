@@ -10,6 +10,7 @@ import pytest
 
 from app.settings import Settings
 from app.store import JobStore
+from trainer import model_from_bytes
 from worker.runner import JobRunner
 
 SPIRAL = {
@@ -47,6 +48,12 @@ def test_a_queued_job_runs_to_success_with_metrics_and_a_full_curve(
     metrics = store.get_metrics(job_id)
     assert metrics is not None and metrics["test"]["n"] == 180
     assert store.lease_holder(job_id) is None
+    blob = store.load_weights(job_id)
+    assert blob is not None
+    model = model_from_bytes(blob)
+    assert [p.shape for p in model.params] == [(2, 16), (16,), (16, 3), (3,)]
+    assert (model.activation, model.loss) == ("relu", "cross_entropy")
+    assert 0 < store.client.ttl(store.keys.job(job_id).weights) <= store.job_ttl
 
 
 def test_a_finished_job_is_never_run_again(store: JobStore, settings: Settings) -> None:
@@ -172,7 +179,7 @@ def test_each_epoch_is_checkpointed_within_the_budget(
     job_id = queued(store)
     assert JobRunner(store, settings, job_id).run() == "succeeded"
     assert len(sizes) == SPIRAL["epochs"]
-    assert max(sizes) < settings.max_checkpoint_bytes
+    assert max(sizes) < settings.max_model_bytes
     job = store.get_job(job_id)
     assert job is not None and not any("checkpoint" in w for w in job["warnings"])
 
@@ -182,13 +189,16 @@ def test_a_network_whose_checkpoint_is_over_the_budget_runs_without_and_says_so(
 ) -> None:
     sizes = counting_checkpoints(store, monkeypatch)
     job_id = queued(store, hidden_sizes=[256, 256])  # ~0.6 MB of weights and best weights
-    small = settings.model_copy(update={"max_checkpoint_bytes": 100_000})
+    small = settings.model_copy(update={"max_model_bytes": 100_000})
     assert JobRunner(store, small, job_id).run() == "succeeded"
     assert sizes == []
     job = store.get_job(job_id)
     assert job is not None and job["status"] == "succeeded"
     [warning] = [w for w in job["warnings"] if "checkpoint" in w]
-    assert "DESCENT_MAX_CHECKPOINT_BYTES" in warning and "0.1 MiB" in warning
+    assert "0.6 MiB, over the limit of 0.1 MiB (DESCENT_MAX_MODEL_BYTES)" in warning
     assert "restarts from the beginning" in warning
+    [weights_warning] = [w for w in job["warnings"] if "weights" in w]
+    assert "the trained weights are not kept: 0.3 MiB" in weights_warning
+    assert store.load_weights(job_id) is None
     curve = store.read_curve(job_id, max_points=100_000)
     assert curve is not None and curve["total"] == SPIRAL["epochs"] * ITERATIONS_PER_EPOCH
