@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import cast
 
 import redis
 
 from app.keys import KeyLayout
 from app.records import text
+
+FORGET_AFTER_SECONDS = 600.0  # a worker silent this long is dropped from the set
 
 
 class WorkerRegistry:
@@ -21,19 +24,22 @@ class WorkerRegistry:
         self._keys = KeyLayout(prefix)
         self._clock = clock
 
-    def beat(self, worker: str) -> None:
-        self._redis.zadd(self._keys.workers, {worker: self._clock()})
+    def beat(self, worker: str, forget_after_seconds: float = FORGET_AFTER_SECONDS) -> None:
+        """Say `worker` is alive, and drop workers silent for longer than forget_after_seconds
+        (here, on the workers' own write, so that the API's readiness probe only reads)."""
+        now = self._clock()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zadd(self._keys.workers, {worker: now})
+        pipe.zremrangebyscore(self._keys.workers, "-inf", now - forget_after_seconds)
+        pipe.execute()
 
     def leave(self, worker: str) -> None:
         self._redis.zrem(self._keys.workers, worker)
 
     def alive(self, within_seconds: float) -> list[str]:
-        """Workers seen in the last `within_seconds`; older entries are dropped."""
-        now = self._clock()
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.zremrangebyscore(self._keys.workers, "-inf", now - 10 * within_seconds)
-        pipe.zrangebyscore(self._keys.workers, now - within_seconds, "+inf")
-        _, members = pipe.execute()
+        """Workers seen in the last `within_seconds`. Reads only."""
+        since = self._clock() - within_seconds
+        members = cast(list[bytes], self._redis.zrangebyscore(self._keys.workers, since, "+inf"))
         return [text(member) for member in members]
 
     def try_lock_reaper(self, owner: str, ttl_seconds: float) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
+from app.keys import KeyLayout
 from app.local_redis import free_port
 from app.registry import WorkerRegistry
 from app.schemas import SPEC_EXAMPLE
@@ -63,6 +64,22 @@ def test_readyz_is_503_when_the_only_worker_fell_silent(
 
     assert response.status_code == 503
     assert response.json()["workers"] == 0
+
+
+def test_a_beat_forgets_long_silent_workers_and_readyz_only_reads(
+    client: TestClient, store: JobStore, key_prefix: str
+) -> None:
+    workers = KeyLayout(key_prefix).workers
+    WorkerRegistry(store.client, key_prefix, clock=lambda: time.time() - 60).beat("silent")
+    WorkerRegistry(store.client, key_prefix, clock=lambda: time.time() - 3600).beat("gone")
+    assert client.get("/readyz").status_code == 503
+    assert store.client.zcard(workers) == 2  # the probe wrote nothing
+
+    WorkerRegistry(store.client, key_prefix).beat("w1")
+
+    members = {m.decode() for m in store.client.zrange(workers, 0, -1)}
+    assert members == {"silent", "w1"}  # an hour is past FORGET_AFTER_SECONDS, a minute not
+    assert client.get("/readyz").json() == {"status": "ready", "redis": True, "workers": 1}
 
 
 def test_readyz_is_503_when_redis_is_unreachable(
