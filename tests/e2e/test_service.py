@@ -8,6 +8,7 @@ import signal
 import numpy as np
 
 from tests.e2e.conftest import Service, wait_for
+from trainer import model_from_bytes
 
 SMALL = {"dataset": "spiral", "hidden_sizes": [16], "activation": "relu",
          "learning_rate": 0.5, "batch_size": 50, "epochs": 5}
@@ -55,6 +56,11 @@ def test_a_job_runs_its_curve_grows_and_it_ends_with_test_metrics(service: Servi
     assert body["test"]["n"] == 180
     assert np.array(body["test"]["confusion_matrix"]).sum() == 180
     assert set(body["overfitting"]) >= {"gap", "flagged"}
+    weights = service.store.load_weights(job_id)  # kept by the worker beside the metrics
+    assert weights is not None
+    model = model_from_bytes(weights)
+    assert [p.shape for p in model.params] == [(2, 512), (512,), (512, 512), (512,), (512, 3),
+                                               (3,)]
 
 
 def test_cancel_stops_a_running_job_and_keeps_its_curve(service: Service) -> None:
