@@ -93,13 +93,19 @@ class Settings(BaseSettings):
         gt=0,
         description="A job of more iterations is refused (its curve would exceed 4 MB).",
     )
-    max_model_bytes: int = Field(
+    max_checkpoint_bytes: int = Field(
         default=64 * 2**20,
         ge=0,
-        description="Largest model state kept in Redis for one job: its epoch checkpoint "
-        "(by the cost estimate) or its trained weights. A job over it runs without "
-        "checkpoints (a lost worker means a restart from the beginning) or does not keep "
-        "its weights, and its warnings say so: one wide network cannot fill Redis's memory.",
+        description="Largest epoch checkpoint (by the cost estimate) kept in Redis while a "
+        "job runs. A wider network runs without checkpoints, so that one job cannot fill "
+        "Redis's memory; if its worker is lost, it restarts from the beginning.",
+    )
+    max_weights_bytes: int = Field(
+        default=16 * 2**20,
+        ge=0,
+        description="Largest trained model kept in Redis with a succeeded job, for the job "
+        "TTL (every job keeps its own, so this bounds Redis's memory per job); a larger "
+        "model is not kept and the job's warnings say so.",
     )
     max_body_bytes: int = Field(
         default=1_000_000,

@@ -155,31 +155,27 @@ class JobRunner:
 
     def _checkpoints_fit(self, size: int) -> bool:
         """Whether the job's checkpoints fit the budget; if not, the job says so at once."""
-        if size <= self.settings.max_model_bytes:
+        limit = self.settings.max_checkpoint_bytes
+        if size <= limit:
             return True
         self.store.add_warning(
             self.job_id,
-            f"no checkpoints are kept: each would take about {self._over_budget(size)}; if its "
-            "worker is lost, this job restarts from the beginning",
+            f"no checkpoints are kept: each would take about "
+            f"{_over(size, limit, 'DESCENT_MAX_CHECKPOINT_BYTES')}; if its worker is lost, "
+            "this job restarts from the beginning",
         )
         return False
 
     def _weights_to_keep(self, result: TrainResult, config: TrainConfig) -> bytes | None:
         """The trained model's bytes, or None (and a warning) when they are over the budget."""
-        size = sum(p.nbytes for p in result.params)
-        if size <= self.settings.max_model_bytes:
+        size, limit = sum(p.nbytes for p in result.params), self.settings.max_weights_bytes
+        if size <= limit:
             return model_to_bytes(result.params, config.activation, config.loss)
         self.store.add_warning(
-            self.job_id, f"the trained weights are not kept: {self._over_budget(size)}"
+            self.job_id,
+            f"the trained weights are not kept: {_over(size, limit, 'DESCENT_MAX_WEIGHTS_BYTES')}",
         )
         return None
-
-    def _over_budget(self, size: int) -> str:
-        logger.info("job %s: %d bytes of model state over the budget", self.job_id, size)
-        return (
-            f"{size / 2**20:,.1f} MiB, over the limit of "
-            f"{self.settings.max_model_bytes / 2**20:,.1f} MiB (DESCENT_MAX_MODEL_BYTES)"
-        )
 
     def _checkpoint(self) -> Checkpoint | None:
         """The last epoch's checkpoint; an unreadable one means a clean restart."""
@@ -227,6 +223,10 @@ class JobRunner:
             report_every=self.settings.progress_flush_iterations,
             report_seconds=self.settings.progress_flush_seconds,
         )
+
+
+def _over(size: int, limit: int, setting: str) -> str:
+    return f"{size / 2**20:,.1f} MiB, over the limit of {limit / 2**20:,.1f} MiB ({setting})"
 
 
 class _Progress:

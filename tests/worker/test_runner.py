@@ -179,7 +179,7 @@ def test_each_epoch_is_checkpointed_within_the_budget(
     job_id = queued(store)
     assert JobRunner(store, settings, job_id).run() == "succeeded"
     assert len(sizes) == SPIRAL["epochs"]
-    assert max(sizes) < settings.max_model_bytes
+    assert max(sizes) < settings.max_checkpoint_bytes
     job = store.get_job(job_id)
     assert job is not None and not any("checkpoint" in w for w in job["warnings"])
 
@@ -189,16 +189,20 @@ def test_a_network_whose_checkpoint_is_over_the_budget_runs_without_and_says_so(
 ) -> None:
     sizes = counting_checkpoints(store, monkeypatch)
     job_id = queued(store, hidden_sizes=[256, 256])  # ~0.6 MB of weights and best weights
-    small = settings.model_copy(update={"max_model_bytes": 100_000})
+    small = settings.model_copy(
+        update={"max_checkpoint_bytes": 100_000, "max_weights_bytes": 200_000}
+    )
     assert JobRunner(store, small, job_id).run() == "succeeded"
     assert sizes == []
     job = store.get_job(job_id)
     assert job is not None and job["status"] == "succeeded"
     [warning] = [w for w in job["warnings"] if "checkpoint" in w]
-    assert "0.6 MiB, over the limit of 0.1 MiB (DESCENT_MAX_MODEL_BYTES)" in warning
+    assert "0.6 MiB, over the limit of 0.1 MiB (DESCENT_MAX_CHECKPOINT_BYTES)" in warning
     assert "restarts from the beginning" in warning
     [weights_warning] = [w for w in job["warnings"] if "weights" in w]
-    assert "the trained weights are not kept: 0.3 MiB" in weights_warning
+    assert "not kept: 0.3 MiB, over the limit of 0.2 MiB (DESCENT_MAX_WEIGHTS_BYTES)" in (
+        weights_warning
+    )
     assert store.load_weights(job_id) is None
     curve = store.read_curve(job_id, max_points=100_000)
     assert curve is not None and curve["total"] == SPIRAL["epochs"] * ITERATIONS_PER_EPOCH
