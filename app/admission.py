@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from app.errors import field_error
@@ -17,20 +18,29 @@ from trainer import (
 )
 
 
-def admission_errors(spec: JobSpec, settings: Settings) -> list[dict[str, Any]]:
-    """422 entries for a spec that pydantic accepted but that cannot run here (or is absurd)."""
+@dataclass(frozen=True)
+class Admission:
+    """The verdict on a spec: 422 entries if it is refused, else the run's iteration count."""
+
+    errors: list[dict[str, Any]]
+    iterations: int | None = None
+
+
+def admit(spec: JobSpec, settings: Settings) -> Admission:
+    """Refuse a spec that pydantic accepted but that cannot run here (or is absurd), with
+    422 entries; for one that can, count its iterations."""
     try:
         info = dataset_info(spec.dataset, settings.data_dir)
     except DatasetError as exc:
-        return [field_error("dataset", str(exc), spec.dataset)]
+        return Admission([field_error("dataset", str(exc), spec.dataset)])
     if not info.available:
         message = f"dataset {spec.dataset!r} is not available here: {info.hint}"
-        return [field_error("dataset", message, spec.dataset)]
+        return Admission([field_error("dataset", message, spec.dataset)])
     config = TrainConfig.from_dict(spec.stored_spec())
     try:
         config.validate(training_size(info.n_train, config))
     except InvalidConfig as exc:
-        return [field_error(exc.field, str(exc), getattr(config, exc.field, None))]
+        return Admission([field_error(exc.field, str(exc), getattr(config, exc.field, None))])
     estimate = estimate_cost(config, info.n_train, info.n_features, info.n_classes)
     if estimate.seconds > settings.max_job_seconds:
         message = (
@@ -41,13 +51,13 @@ def admission_errors(spec: JobSpec, settings: Settings) -> list[dict[str, Any]]:
         )
         # Name the knob that usually makes a job absurd.
         field = "gradient" if config.gradient == "numerical" else "epochs"
-        return [field_error(field, message, getattr(spec, field), "cost_limit")]
+        return Admission([field_error(field, message, getattr(spec, field), "cost_limit")])
     if estimate.iterations > settings.max_iterations:
         message = (
             f"this job would run {estimate.iterations} iterations, over the limit of "
             f"{settings.max_iterations} (DESCENT_MAX_ITERATIONS): use fewer epochs or a "
             "larger batch_size"
         )
-        return [field_error("epochs", message, spec.epochs, "iteration_limit")]
-    return []
+        return Admission([field_error("epochs", message, spec.epochs, "iteration_limit")])
+    return Admission([], estimate.iterations)
 

@@ -69,20 +69,20 @@ def fingerprint(spec: Mapping[str, Any], name: str | None) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def initial_progress(spec: Mapping[str, Any]) -> dict[str, Any]:
+def initial_progress(spec: Mapping[str, Any], iterations: int | None = None) -> dict[str, Any]:
     epochs = spec.get("epochs")
     return {
         "epoch": 0,
         "epochs": epochs if isinstance(epochs, int) else None,
         "iteration": 0,
-        "iterations": None,
+        "iterations": iterations,
         "fraction": 0.0,
         "eta_seconds": None,
     }
 
 
 def new_job_fields(
-    job_id: str, spec: Mapping[str, Any], name: str | None, now: str
+    job_id: str, spec: Mapping[str, Any], name: str | None, now: str, iterations: int | None
 ) -> dict[str, str]:
     """The hash of a freshly queued job (the store adds `seq`)."""
     fields = {
@@ -93,7 +93,7 @@ def new_job_fields(
         "started_at": "",
         "finished_at": "",
         "heartbeat_at": "",
-        "progress": dumps(initial_progress(spec)),
+        "progress": dumps(initial_progress(spec, iterations)),
         "cancel_requested": "0",
         "attempts": "0",
         "warnings": "[]",

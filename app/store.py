@@ -109,18 +109,24 @@ class JobStore(LeasedWrites):
             return False
 
     def create_job(
-        self, spec: dict[str, Any], *, name: str | None, idempotency_key: str | None = None
+        self,
+        spec: dict[str, Any],
+        *,
+        name: str | None,
+        idempotency_key: str | None = None,
+        iterations: int | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Store a queued job and return (job, True); a known Idempotency-Key with the same
         spec and name returns (the earlier job, False), with another body it raises
-        IdempotencyConflict. Atomic, so concurrent retries create one job."""
+        IdempotencyConflict. Atomic, so concurrent retries create one job. `iterations`,
+        when known, is the run's total for the job's progress."""
         if not isinstance(spec, dict):
             raise TypeError(f"spec must be a dict, got {type(spec).__name__}")
         if idempotency_key is not None and not idempotency_key:
             raise ValueError(f"idempotency_key must be non-empty, got {idempotency_key!r}")
         job_id = uuid.uuid4().hex
         print_ = fingerprint(spec, name)
-        fields = new_job_fields(job_id, spec, name, self._now())
+        fields = new_job_fields(job_id, spec, name, self._now(), iterations)
         job_keys = self.keys.job(job_id)
         # Without a key the 14th KEYS slot is never read; any key name will do.
         idem_key = self.keys.idempotency(idempotency_key) if idempotency_key else job_keys.job

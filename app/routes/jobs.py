@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 
-from app.admission import admission_errors
+from app.admission import admit
 from app.deps import EnqueuerDep, SettingsDep, StoreDep
 from app.errors import unprocessable
 from app.keys import STATUSES
@@ -46,12 +46,15 @@ def submit_job(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     """Validate the spec, store the job as `queued` and enqueue it by id."""
-    errors = admission_errors(spec, settings)
-    if errors:
-        return unprocessable(errors)
+    admission = admit(spec, settings)
+    if admission.errors:
+        return unprocessable(admission.errors)
     try:
         job, created = store.create_job(
-            spec.stored_spec(), name=spec.name, idempotency_key=idempotency_key
+            spec.stored_spec(),
+            name=spec.name,
+            idempotency_key=idempotency_key,
+            iterations=admission.iterations,
         )
     except IdempotencyConflict as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc

@@ -55,7 +55,8 @@ def test_submit_answers_202_with_location_and_the_full_job(
     assert job["spec"] == {"dataset": "spiral", **SPEC_DEFAULTS}  # name lives apart
     assert job["created_at"].endswith("Z")
     assert job["started_at"] is None and job["finished_at"] is None
-    assert job["progress"] == {"epoch": 0, "epochs": 10, "iteration": 0, "iterations": None,
+    # The total is known at the door: 10 epochs of ceil(648 training rows / 100) batches.
+    assert job["progress"] == {"epoch": 0, "epochs": 10, "iteration": 0, "iterations": 70,
                                "fraction": 0.0, "eta_seconds": None}
     assert job["cancel_requested"] is False
     assert job["attempts"] == 0
