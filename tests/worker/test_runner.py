@@ -197,7 +197,7 @@ def test_a_network_whose_checkpoint_is_over_the_budget_runs_without_and_says_so(
     job = store.get_job(job_id)
     assert job is not None and job["status"] == "succeeded"
     [warning] = [w for w in job["warnings"] if "checkpoint" in w]
-    assert "0.6 MiB, over the limit of 0.1 MiB (DESCENT_MAX_CHECKPOINT_BYTES)" in warning
+    assert "0.5 MiB, over the limit of 0.1 MiB (DESCENT_MAX_CHECKPOINT_BYTES)" in warning
     assert "restarts from the beginning" in warning
     [weights_warning] = [w for w in job["warnings"] if "weights" in w]
     assert "not kept: 0.3 MiB, over the limit of 0.2 MiB (DESCENT_MAX_WEIGHTS_BYTES)" in (
