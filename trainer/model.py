@@ -45,6 +45,7 @@ def model_from_bytes(blob: bytes) -> Network:
             params = []
             for layer in range(1, n_layers + 1):
                 params += [data[f"W{layer}"], data[f"b{layer}"]]
+            activation, loss = meta["activation"], meta["loss"]
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         raise TrainerError(f"model is unreadable: {exc}") from exc
-    return Network(params, meta["activation"], meta["loss"])
+    return Network(params, activation, loss)  # InvalidConfig for an unknown activation or loss

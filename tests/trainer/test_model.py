@@ -47,6 +47,14 @@ def test_bytes_that_are_not_a_model_raise_a_trainer_error(blob: bytes, says: str
         model_from_bytes(blob)
 
 
+def test_a_model_without_its_activation_is_refused() -> None:
+    buffer = io.BytesIO()
+    meta = b'{"format": "descent-model/1", "loss": "cross_entropy", "sizes": [2, 2]}'
+    np.savez(buffer, meta=np.frombuffer(meta, np.uint8), W1=np.eye(2), b1=np.zeros(2))
+    with pytest.raises(TrainerError, match="model is unreadable: 'activation'"):
+        model_from_bytes(buffer.getvalue())
+
+
 def test_an_npz_of_another_format_is_refused() -> None:
     buffer = io.BytesIO()
     np.savez(buffer, meta=np.frombuffer(b'{"format": "other/9"}', np.uint8), W1=np.eye(2))
