@@ -103,9 +103,10 @@ class Settings(BaseSettings):
     max_weights_bytes: int = Field(
         default=16 * 2**20,
         ge=0,
-        description="Largest trained model kept in Redis with a succeeded job, for the job "
-        "TTL (every job keeps its own, so this bounds Redis's memory per job); a larger "
-        "model is not kept and the job's warnings say so.",
+        description="Largest trained model (its parameters' bytes; the .npz adds a few "
+        "hundred) kept in Redis with a succeeded job, for the job TTL: every job keeps its "
+        "own, so this bounds Redis's memory per job. A larger model is not kept and the "
+        "job's warnings say so.",
     )
     max_body_bytes: int = Field(
         default=1_000_000,

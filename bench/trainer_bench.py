@@ -184,7 +184,7 @@ def step_table(dataset: Dataset, torch: Any, iterations: int, rounds: int) -> No
     peak_rate = large_sgemm_rate(rounds)
     print(f"   those matmuls run at {step_rate:.1f} GFLOP/s, {100 * step_rate / peak_rate:.0f}% "
           f"of a {PEAK_N}x{PEAK_N}x{PEAK_N} sgemm on this core ({peak_rate:.1f} GFLOP/s, "
-          "best of the rounds):\n   the ceiling is the core's arithmetic at these shapes "
+          "median of the rounds):\n   the ceiling is the core's arithmetic at these shapes "
           "(OpenBLAS's own kernels), not NumPy's call overhead")
 
 
@@ -199,12 +199,12 @@ def large_sgemm_rate(rounds: int) -> float:
     a, b = (rng.standard_normal((PEAK_N, PEAK_N), dtype=np.float32) for _ in range(2))
     out = np.empty_like(a)
     np.matmul(a, b, out=out)
-    best = math.inf
+    times = []
     for _ in range(rounds):
         begin = time.perf_counter()
         np.matmul(a, b, out=out)
-        best = min(best, time.perf_counter() - begin)
-    return 2 * PEAK_N**3 / best / 1e9
+        times.append(time.perf_counter() - begin)
+    return 2 * PEAK_N**3 / statistics.median(times) / 1e9  # a median, like the step's
 
 
 def descent_runner(x: Array, t: Array, batches: list[Array]) -> Runner:

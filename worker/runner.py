@@ -123,6 +123,7 @@ class JobRunner:
             progress = _Progress(config.epochs, estimate.iterations, done[0])
             callbacks = self._callbacks(progress, checkpoints)
             result = train(config, dataset, callbacks, resume=resume)
+            weights, weights_warnings = self._weights_to_keep(result, config)
         except Stopped:
             if self._lost.is_set():
                 return "lease lost to another worker"
@@ -142,13 +143,12 @@ class JobRunner:
         except Exception as exc:
             logger.exception("job %s: internal error", self.job_id)
             return self._fail("internal", f"{type(exc).__name__}: {exc}")
-        weights = self._weights_to_keep(result, config)
         self.store.finish(
             self.job_id,
             "succeeded",
             token=self.token,
             metrics=result.metrics,
-            warnings=result.warnings,
+            warnings=result.warnings + weights_warnings,
             weights=weights,
         )
         return "succeeded"
@@ -166,16 +166,15 @@ class JobRunner:
         )
         return False
 
-    def _weights_to_keep(self, result: TrainResult, config: TrainConfig) -> bytes | None:
-        """The trained model's bytes, or None (and a warning) when they are over the budget."""
+    def _weights_to_keep(
+        self, result: TrainResult, config: TrainConfig
+    ) -> tuple[bytes | None, list[str]]:
+        """The trained model's bytes, or None and the warning why (over the budget)."""
         size, limit = sum(p.nbytes for p in result.params), self.settings.max_weights_bytes
         if size <= limit:
-            return model_to_bytes(result.params, config.activation, config.loss)
-        self.store.add_warning(
-            self.job_id,
-            f"the trained weights are not kept: {_over(size, limit, 'DESCENT_MAX_WEIGHTS_BYTES')}",
-        )
-        return None
+            return model_to_bytes(result.params, config.activation, config.loss), []
+        setting = "DESCENT_MAX_WEIGHTS_BYTES"
+        return None, [f"the trained weights are not kept: {_over(size, limit, setting)}"]
 
     def _checkpoint(self) -> Checkpoint | None:
         """The last epoch's checkpoint; an unreadable one means a clean restart."""

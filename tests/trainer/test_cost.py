@@ -84,9 +84,11 @@ def test_float64_is_not_cheaper_than_float32() -> None:
 @pytest.mark.parametrize(
     "config",
     [
-        TrainConfig(hidden_sizes=(64,), batch_size=20, epochs=3),
-        TrainConfig(hidden_sizes=(64, 32), batch_size=20, epochs=3, momentum=0.9),
-        TrainConfig(hidden_sizes=(32,), batch_size=20, epochs=2, dtype="float64"),
+        # 67,331 parameters: their bytes dwarf the metadata's allowance, so a wrong item
+        # size or a missing velocity copy would break the bound.
+        TrainConfig(hidden_sizes=(256, 256), batch_size=50, epochs=3),
+        TrainConfig(hidden_sizes=(256, 256), batch_size=50, epochs=3, momentum=0.9),
+        TrainConfig(hidden_sizes=(256, 256), batch_size=50, epochs=2, dtype="float64"),
         TrainConfig(hidden_sizes=(8,), batch_size=50, epochs=2, gradient="numerical"),
         TrainConfig(hidden_sizes=(2,), batch_size=648, epochs=300),
     ],
