@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -13,6 +15,28 @@ import numpy as np
 from trainer.errors import TrainerError
 
 Array = np.ndarray
+
+
+def npz_bytes(meta: dict[str, Any], arrays: dict[str, Array]) -> bytes:
+    """arrays, plus `meta` as UTF-8 JSON in a uint8 array, as the bytes of an .npz."""
+    named = {"meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays}
+    buffer = io.BytesIO()
+    np.savez(buffer, **named)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+@contextmanager
+def read_npz(blob: bytes, what: str) -> Iterator[tuple[dict[str, Any], Any]]:
+    """(meta, arrays) of `npz_bytes` output. A bad file, or a missing or wrong entry that the
+    caller's block runs into (a KeyError, or meta that is not an object), is "<what> is
+    unreadable"."""
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+            yield json.loads(bytes(data["meta"]).decode()), data
+    except (
+        OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile
+    ) as exc:
+        raise TrainerError(f"{what} is unreadable: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -67,37 +91,30 @@ class Checkpoint:
             "n_velocity": len(self.velocity),
         }
         arrays: dict[str, Array] = {"losses": self.losses}
-        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         for k, p in enumerate(self.params):
             arrays[f"param_{k}"] = p
         for k, p in enumerate(self.best_params):
             arrays[f"best_{k}"] = p
         for k, v in enumerate(self.velocity):
             arrays[f"velocity_{k}"] = v
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)  # type: ignore[arg-type]
-        return buffer.getvalue()
+        return npz_bytes(meta, arrays)
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> Checkpoint:
-        try:
-            with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-                meta = json.loads(bytes(data["meta"]).decode())
-                n_params = meta["n_params"]
-                return cls(
-                    epoch=meta["epoch"],
-                    iteration=meta["iteration"],
-                    params=[data[f"param_{k}"] for k in range(n_params)],
-                    best_params=[data[f"best_{k}"] for k in range(n_params)],
-                    best_epoch=meta["best_epoch"],
-                    best_val_loss=meta["best_val_loss"],
-                    epochs_without_improvement=meta["epochs_without_improvement"],
-                    velocity=[data[f"velocity_{k}"] for k in range(meta["n_velocity"])],
-                    rng_state=meta["rng_state"],
-                    losses=data["losses"],
-                    epochs=[EpochRecord.from_dict(e) for e in meta["epochs"]],
-                    elapsed_seconds=meta["elapsed_seconds"],
-                    initial_loss=meta["initial_loss"],
-                )
-        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
-            raise TrainerError(f"checkpoint is unreadable: {exc}") from exc
+        with read_npz(blob, "checkpoint") as (meta, data):
+            n_params = meta["n_params"]
+            return cls(
+                epoch=meta["epoch"],
+                iteration=meta["iteration"],
+                params=[data[f"param_{k}"] for k in range(n_params)],
+                best_params=[data[f"best_{k}"] for k in range(n_params)],
+                best_epoch=meta["best_epoch"],
+                best_val_loss=meta["best_val_loss"],
+                epochs_without_improvement=meta["epochs_without_improvement"],
+                velocity=[data[f"velocity_{k}"] for k in range(meta["n_velocity"])],
+                rng_state=meta["rng_state"],
+                losses=data["losses"],
+                epochs=[EpochRecord.from_dict(e) for e in meta["epochs"]],
+                elapsed_seconds=meta["elapsed_seconds"],
+                initial_loss=meta["initial_loss"],
+            )

@@ -7,13 +7,9 @@ UTF-8 JSON with the format, the activation, the loss and the layer sizes. So
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
-
 import numpy as np
 
-from trainer.errors import TrainerError
+from trainer.checkpoint import npz_bytes, read_npz
 from trainer.network import Network
 
 Array = np.ndarray
@@ -23,29 +19,22 @@ FORMAT = "descent-model/1"
 
 def model_to_bytes(params: list[Array], activation: str, loss: str) -> bytes:
     """params [W1, b1, W2, b2, ...] (a Network's, or TrainResult.params) as .npz bytes."""
-    weights = params[0::2]
+    weights, biases = params[0::2], params[1::2]
     sizes = [weights[0].shape[0]] + [w.shape[1] for w in weights]
     meta = {"format": FORMAT, "activation": activation, "loss": loss, "sizes": sizes}
-    arrays: dict[str, Array] = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
-    for layer, (w, b) in enumerate(zip(params[0::2], params[1::2], strict=True), start=1):
+    arrays: dict[str, Array] = {}
+    for layer, (w, b) in enumerate(zip(weights, biases, strict=True), start=1):
         arrays[f"W{layer}"], arrays[f"b{layer}"] = w, b
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    return buffer.getvalue()
+    return npz_bytes(meta, arrays)
 
 
 def model_from_bytes(blob: bytes) -> Network:
     """The Network that `model_to_bytes` wrote; TrainerError if the bytes are not one."""
-    try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-            meta = json.loads(bytes(data["meta"]).decode())
-            if meta.get("format") != FORMAT:
-                raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
-            n_layers = len(meta["sizes"]) - 1
-            params = []
-            for layer in range(1, n_layers + 1):
-                params += [data[f"W{layer}"], data[f"b{layer}"]]
-            activation, loss = meta["activation"], meta["loss"]
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
-        raise TrainerError(f"model is unreadable: {exc}") from exc
+    with read_npz(blob, "model") as (meta, data):
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
+        params = []
+        for layer in range(1, len(meta["sizes"])):
+            params += [data[f"W{layer}"], data[f"b{layer}"]]
+        activation, loss = meta["activation"], meta["loss"]
     return Network(params, activation, loss)  # InvalidConfig for an unknown activation or loss
