@@ -24,13 +24,13 @@ class WorkerRegistry:
         self._keys = KeyLayout(prefix)
         self._clock = clock
 
-    def beat(self, worker: str, forget_after_seconds: float = FORGET_AFTER_SECONDS) -> None:
-        """Say `worker` is alive, and drop workers silent for longer than forget_after_seconds
+    def beat(self, worker: str) -> None:
+        """Say `worker` is alive, and drop workers silent for over FORGET_AFTER_SECONDS
         (here, on the workers' own write, so that the API's readiness probe only reads)."""
         now = self._clock()
         pipe = self._redis.pipeline(transaction=False)
         pipe.zadd(self._keys.workers, {worker: now})
-        pipe.zremrangebyscore(self._keys.workers, "-inf", now - forget_after_seconds)
+        pipe.zremrangebyscore(self._keys.workers, "-inf", now - FORGET_AFTER_SECONDS)
         pipe.execute()
 
     def leave(self, worker: str) -> None:

@@ -54,6 +54,8 @@ def test_REDIS_URL_wins_over_a_prefixed_one(monkeypatch: pytest.MonkeyPatch) -> 
         ("DESCENT_MAX_BODY_BYTES", "2000", "max_body_bytes", 2000),
         ("DESCENT_MAX_JOB_SECONDS", "60.5", "max_job_seconds", 60.5),
         ("DESCENT_MAX_ITERATIONS", "1000", "max_iterations", 1000),
+        ("DESCENT_MAX_CHECKPOINT_BYTES", "0", "max_checkpoint_bytes", 0),
+        ("DESCENT_MAX_WEIGHTS_BYTES", "4096", "max_weights_bytes", 4096),
         ("DESCENT_JOB_TTL_SECONDS", "3600", "job_ttl_seconds", 3600),
         ("DESCENT_IDEMPOTENCY_TTL_SECONDS", "60", "idempotency_ttl_seconds", 60),
         ("DESCENT_MAX_ATTEMPTS", "5", "max_attempts", 5),
