@@ -18,7 +18,6 @@ from trainer.errors import DatasetError, DatasetUnavailable, UnknownDataset
 from trainer.idx import read_idx, read_idx_header
 from trainer.splits import held_out_test_size
 
-ENV_DATA_DIR = "DESCENT_DATA_DIR"
 # (file name, number of dimensions) of the four IDX files, in the order they are read.
 IDX_FILES = (
     ("train-images-idx3-ubyte.gz", 3),
@@ -182,23 +181,22 @@ def _idx_sizes(directory: Path, *shapes: tuple[int, ...]) -> tuple[int, int, int
 
 
 def _locate(name: str, data_dir: DataDir) -> tuple[Path | None, str]:
-    """The first directory holding all four IDX files of `name`, else (None, a hint)."""
-    if data_dir is None:
-        data_dir = os.environ.get(ENV_DATA_DIR) or None
+    """The first directory holding all four IDX files of `name`, else (None, a hint).
+
+    `data_dir` is the caller's data directory (the service passes its setting); the trainer
+    never looks it up by itself.
+    """
     base = Path(data_dir) / name if data_dir is not None else None
     for candidate in ((base,) if base else ()) + SYSTEM_DIRS.get(name, ()):
         if all((candidate / file).is_file() for file, _ in IDX_FILES):
             return candidate, ""
     files = ", ".join(file for file, _ in IDX_FILES)
     if base is None:
-        hint = (
-            f"put the files {files} in <data_dir>/{name}/ and set the environment variable "
-            f"{ENV_DATA_DIR} to <data_dir> (it is not set)"
-        )
+        hint = f"put the files {files} in {name}/ under the data directory (none is configured)"
     else:
         missing = [file for file, _ in IDX_FILES if not (base / file).is_file()]
         hint = (
-            f"put the files {files} in {base}/ ({ENV_DATA_DIR} or data_dir is {data_dir}); "
+            f"put the files {files} in {base}/ (the data directory is {data_dir}); "
             f"missing there: {', '.join(missing)}"
         )
     if name in SYSTEM_HINTS:

@@ -14,7 +14,6 @@ import pytest
 from trainer import datasets
 from trainer.datasets import (
     BUILTIN_NAMES,
-    ENV_DATA_DIR,
     Dataset,
     catalogue,
     dataset_info,
@@ -61,7 +60,6 @@ def write_fake_mnist(
 def no_system_dirs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hide /usr/share/datasets so that fashion-mnist's availability depends on the test."""
     monkeypatch.setattr(datasets, "SYSTEM_DIRS", {})
-    monkeypatch.delenv(ENV_DATA_DIR, raising=False)
 
 
 def test_builtin_names() -> None:
@@ -89,14 +87,17 @@ def test_idx_dataset_loads_scaled_flattened_with_own_test_split(tmp_path: Path) 
     assert (info.available, info.n_train, info.n_test, info.n_features) == (True, 12, 6, 20)
 
 
-def test_data_dir_comes_from_the_environment_at_call_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_environment_is_not_read_data_dir_is_handed_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_system_dirs: None
 ) -> None:
+    """One source for the data directory: the caller's (the service passes its setting)."""
     write_fake_mnist(tmp_path)
-    monkeypatch.setenv(ENV_DATA_DIR, str(tmp_path))
-    assert load_dataset("mnist").x.shape == (12, 20)
-    monkeypatch.setenv(ENV_DATA_DIR, str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("DESCENT_DATA_DIR", str(tmp_path))
     assert not dataset_info("mnist").available
+    with pytest.raises(DatasetUnavailable):
+        load_dataset("mnist")
+    assert load_dataset("mnist", tmp_path).x.shape == (12, 20)
+    assert dataset_info("mnist", str(tmp_path)).available
 
 
 def test_missing_files_raise_unavailable_with_a_hint(no_system_dirs: None) -> None:
@@ -104,9 +105,10 @@ def test_missing_files_raise_unavailable_with_a_hint(no_system_dirs: None) -> No
         load_dataset("mnist")
     message = str(info.value)
     assert all(file in message for file in IDX_NAMES)
-    assert ENV_DATA_DIR in message and "mnist/" in message
+    assert "mnist/ under the data directory (none is configured)" in message
+    assert "DESCENT_" not in message  # the app owns the name of its setting
     entry = dataset_info("mnist")
-    assert not entry.available and entry.hint is not None and ENV_DATA_DIR in entry.hint
+    assert not entry.available and entry.hint is not None and "data directory" in entry.hint
     shape = (entry.n_train, entry.n_test, entry.n_features, entry.n_classes)
     assert shape == (60000, 10000, 784, 10)
 
@@ -116,7 +118,8 @@ def test_hint_names_the_missing_files_in_the_data_dir(tmp_path: Path, no_system_
     (tmp_path / "mnist" / IDX_NAMES[3]).unlink()
     hint = dataset_info("mnist", tmp_path).hint
     assert hint is not None and f"missing there: {IDX_NAMES[3]}" in hint
-    assert str(tmp_path / "mnist") in hint
+    assert str(tmp_path / "mnist") in hint and f"the data directory is {tmp_path}" in hint
+    assert "DESCENT_" not in hint
 
 
 def test_fashion_mnist_hint_mentions_the_debian_package(no_system_dirs: None) -> None:
