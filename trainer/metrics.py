@@ -40,7 +40,7 @@ def evaluate(net: Network, x: Array, t: Array, rows: Array | None = None) -> Eva
         xb = x[start:stop] if rows is None else x[rows[start:stop]]
         xb = xb.astype(net.dtype, copy=False)
         logits = net.logits(xb)
-        total += float(net._loss(logits.astype(np.float64, copy=False), t[start:stop]).sum())
+        total += float(net.sample_losses_of(logits, t[start:stop]).sum())
         predictions[start:stop] = logits.argmax(axis=1)
     accuracy = float(np.mean(predictions == t))
     return Evaluation(total / n, accuracy, n, predictions)

@@ -61,8 +61,7 @@ def _views(flat: Array, like: list[Array]) -> list[Array]:
 class _Buffers:
     """Per-batch-size scratch arrays, so a training step allocates almost nothing."""
 
-    hidden: list[Array]
-    logits: Array
+    outputs: list[Array]  # each layer's output: the hidden activations, then the logits
     dz: list[Array]
     rows: Array
     flat_rows: Array  # rows * n_classes: row starts in the flattened logits
@@ -110,31 +109,49 @@ class Network:
     def weights(self, layer: int) -> tuple[Array, Array]:
         return self.params[2 * layer], self.params[2 * layer + 1]
 
+    def activate_(self, a: Array) -> Array:
+        """In place: a <- activation(a), for pre-activations computed outside (numerical.py)."""
+        return self._act(a)
+
+    def sample_losses_of(self, logits: Array, t: Array) -> Array:
+        """Per-sample loss (..., n) of logits (..., n, n_classes), in float64."""
+        return self._loss(logits.astype(np.float64, copy=False), t)
+
+    def forward_from(
+        self, layer: int, z: Array, outputs: list[Array] | None = None,
+        inputs: list[Array] | None = None,
+    ) -> Array:
+        """Logits from z (..., n, n_in), the input of layer `layer` (x for layer 0).
+
+        The one layer loop: every forward pass of the network is this one. `outputs`, if
+        given, are preallocated arrays, one per layer from `layer` on, that receive each
+        layer's output (the training step's buffers: they keep the hidden activations);
+        `inputs`, if given, collects the input of every layer from `layer` on.
+        """
+        last = self.n_layers - 1
+        for k in range(layer, last + 1):
+            if inputs is not None:
+                inputs.append(z)
+            a = np.matmul(z, self.params[2 * k], out=None if outputs is None else outputs[k])
+            a += self.params[2 * k + 1]
+            z = a if k == last else self._act(a)
+        return z
+
     def forward(self, x: Array) -> tuple[list[Array], Array]:
         """Inputs of every layer (x first) and the logits (n, n_classes); allocates."""
+        inputs: list[Array] = []
         with np.errstate(over="ignore"):  # a saturated sigmoid: see functions.sigmoid_
-            return self._forward(x)
-
-    def _forward(self, x: Array) -> tuple[list[Array], Array]:
-        inputs = [x]
-        z = x
-        for layer in range(self.n_layers - 1):
-            w, b = self.weights(layer)
-            a = z @ w
-            a += b
-            z = self._act(a)
-            inputs.append(z)
-        w, b = self.weights(self.n_layers - 1)
-        logits = z @ w
-        logits += b
+            logits = self.forward_from(0, x, inputs=inputs)
         return inputs, logits
 
     def logits(self, x: Array) -> Array:
-        return self.forward(x)[1]
+        """Logits (n, n_classes); keeps no layer's activations beyond the next layer's."""
+        with np.errstate(over="ignore"):
+            return self.forward_from(0, x)
 
     def sample_losses(self, x: Array, t: Array) -> Array:
         """Per-sample loss (n,) of the stable softmax loss."""
-        return self._loss(self.logits(x).astype(np.float64, copy=False), t)
+        return self.sample_losses_of(self.logits(x), t)
 
     def mean_loss(self, x: Array, t: Array) -> float:
         return float(self.sample_losses(x, t).mean())
@@ -148,8 +165,7 @@ class Network:
             widths = [self.params[2 * layer].shape[1] for layer in range(self.n_layers)]
             dtype = self.dtype
             buffers = _Buffers(
-                hidden=[np.empty((n, w), dtype=dtype) for w in widths[:-1]],
-                logits=np.empty((n, widths[-1]), dtype=dtype),
+                outputs=[np.empty((n, w), dtype=dtype) for w in widths],
                 dz=[np.empty((n, w), dtype=dtype) for w in widths[:-1]],
                 rows=np.arange(n),
                 flat_rows=np.arange(n) * widths[-1],
@@ -167,15 +183,8 @@ class Network:
         """
         n = x.shape[0]
         buf = self._buffers_for(n)
-        z = x
-        for layer in range(self.n_layers - 1):
-            w, b = self.weights(layer)
-            a = np.matmul(z, w, out=buf.hidden[layer])
-            a += b
-            z = self._act(a)
-        w, b = self.weights(self.n_layers - 1)
-        out = np.matmul(z, w, out=buf.logits)
-        out += b
+        out = self.forward_from(0, x, outputs=buf.outputs)
+        hidden = buf.outputs
 
         # Softmax in place: out becomes the shifted logits, then the probabilities. Each
         # NumPy call costs microseconds on arrays this small, so the calls are few.
@@ -209,12 +218,12 @@ class Network:
         grads = self._grads
         last = self.n_layers - 1
         for layer in range(last, -1, -1):
-            inp = x if layer == 0 else buf.hidden[layer - 1]
+            inp = x if layer == 0 else hidden[layer - 1]
             np.matmul(inp.T, dout, out=grads[2 * layer])
             np.matmul(buf.ones, dout, out=grads[2 * layer + 1])
             if layer == 0:
                 break
             w = self.params[2 * layer]
             dz = np.matmul(dout, w.T, out=buf.dz[layer - 1])
-            dout = self._act_grad(dz, buf.hidden[layer - 1])
+            dout = self._act_grad(dz, hidden[layer - 1])
         return loss, grads

@@ -31,7 +31,7 @@ from math import factorial
 
 import numpy as np
 
-from trainer.functions import LOSSES_FROM_LOGITS, softmax
+from trainer.functions import softmax
 from trainer.network import Network
 
 Array = np.ndarray
@@ -244,37 +244,24 @@ def _deep_layer(
     net: Network, inputs: list[Array], layer: int, t: Array, shifts: Array
 ) -> tuple[Array, Array]:
     """Mean loss changes (P, J) for a layer before the last hidden one: batched forwards."""
-    loss_fn = LOSSES_FROM_LOGITS[net.loss]
-    act = net._act
     w, b = net.weights(layer)
     pre = inputs[layer] @ w + b
-    z0 = act(pre.copy())
-    nxt = inputs[layer + 1] @ net.weights(layer + 1)[0] + net.weights(layer + 1)[1]
-    base = _forward_from(net, layer + 1, nxt[None])
-    base_loss = loss_fn(base[0], t)
+    z0 = net.activate_(pre.copy())
+    w_next, b_next = net.weights(layer + 1)
+    nxt = inputs[layer + 1] @ w_next + b_next  # layer + 1's pre-activation: a hidden layer
+    base = net.forward_from(layer + 2, net.activate_(nxt[None].copy()))
+    base_loss = net.sample_losses_of(base[0], t)
     batch, n_units = pre.shape
     widest = max(net.params[2 * k].shape[1] for k in range(layer, net.n_layers))
     results = []
     for sign in (1.0, -1.0):
         out = np.empty((shifts.shape[0], n_units))
         for j in range(n_units):
-            w_next = net.weights(layer + 1)[0][j]
             for chunk in _row_chunks(shifts.shape[0], batch * widest):
                 e = sign * shifts[chunk]
-                d = act(pre[None, :, j] + e) - z0[None, :, j]  # (Pc, B)
-                moved = nxt[None] + d[:, :, None] * w_next  # (Pc, B, n_next)
-                logits = _forward_from(net, layer + 1, moved)
-                out[chunk, j] = (loss_fn(logits, t) - base_loss).mean(axis=1)
+                d = net.activate_(pre[None, :, j] + e) - z0[None, :, j]  # (Pc, B)
+                moved = nxt[None] + d[:, :, None] * w_next[j]  # (Pc, B, n_next)
+                logits = net.forward_from(layer + 2, net.activate_(moved))
+                out[chunk, j] = (net.sample_losses_of(logits, t) - base_loss).mean(axis=1)
         results.append(out)
     return results[0], results[1]
-
-
-def _forward_from(net: Network, layer: int, pre: Array) -> Array:
-    """Logits from the pre-activations (..., B, n) of hidden layer `layer`."""
-    z = net._act(pre.copy())
-    for k in range(layer + 1, net.n_layers):
-        w, b = net.weights(k)
-        a = z @ w
-        a += b
-        z = a if k == net.n_layers - 1 else net._act(a)
-    return z
