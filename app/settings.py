@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_JOB_TTL_SECONDS = 7 * 24 * 3600
+
+
+def default_job_memory() -> int:
+    """A quarter of this machine's physical memory, or 4 GiB when it cannot be read."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+    return total // 4 if total > 0 else 4 * 2**30
+
+DEFAULT_IDEMPOTENCY_TTL_SECONDS = 86_400
 
 
 class Settings(BaseSettings):
@@ -34,12 +48,12 @@ class Settings(BaseSettings):
         description="Prefix of every Redis key the job store owns.",
     )
     job_ttl_seconds: int = Field(
-        default=7 * 24 * 3600,
+        default=DEFAULT_JOB_TTL_SECONDS,
         gt=0,
         description="How long a finished (succeeded/failed/cancelled) job is kept.",
     )
     idempotency_ttl_seconds: int = Field(
-        default=86_400,
+        default=DEFAULT_IDEMPOTENCY_TTL_SECONDS,
         gt=0,
         description="How long an Idempotency-Key is remembered.",
     )
@@ -69,12 +83,12 @@ class Settings(BaseSettings):
         description="Attempts (first run plus redeliveries) before a lost job fails.",
     )
     lease_seconds: float = Field(
-        default=15,
+        default=5,
         gt=0,
         description="TTL of a worker's lease on a running job; it lapses when the worker dies.",
     )
     heartbeat_seconds: float = Field(
-        default=3,
+        default=1,
         gt=0,
         description="How often a worker renews its lease; must be below lease_seconds.",
     )
@@ -114,7 +128,7 @@ class Settings(BaseSettings):
         description="Largest accepted HTTP request body, in bytes.",
     )
     reaper_interval_seconds: float = Field(
-        default=15,
+        default=2,
         gt=0,
         description="How often the reaper looks for running jobs whose worker is gone.",
     )
@@ -123,6 +137,24 @@ class Settings(BaseSettings):
         gt=0,
         description="A job queued this long while the broker queue is empty lost its message "
         "(e.g. the API died between storing and enqueueing it); the reaper sends a new one.",
+    )
+    redis_outage_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="A worker waits this long for an unreachable Redis (backing off), "
+        "keeping its job's state, before it gives the job up to the reaper.",
+    )
+    checkpoint_seconds: float = Field(
+        default=30,
+        ge=0,
+        description="At most one checkpoint per this many seconds of a job's run (and one "
+        "at the end of its last epoch); 0 checkpoints every epoch.",
+    )
+    max_job_memory_bytes: int = Field(
+        default_factory=lambda: default_job_memory(),
+        gt=0,
+        description="A job whose estimated peak memory exceeds this is refused; default a "
+        "quarter of the machine's memory (4 GiB when it cannot be read).",
     )
     worker_concurrency: int = Field(
         default=1,

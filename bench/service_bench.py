@@ -51,11 +51,11 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from app.local_redis import LocalRedis, free_port, start_local_redis  # noqa: E402
-from app.queue import QUEUE  # noqa: E402
-from app.registry import WorkerRegistry  # noqa: E402
-from app.schemas import JobSpec  # noqa: E402
+from app.store.queue import QUEUE  # noqa: E402
+from app.store.registry import WorkerRegistry  # noqa: E402
+from app.api.schemas import JobSpec  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from app.store import JobStore  # noqa: E402
+from app.store.jobs import JobStore  # noqa: E402
 from trainer import TrainConfig, dataset_info, load_dataset, train  # noqa: E402
 from worker.runner import JobRunner  # noqa: E402
 
@@ -334,7 +334,7 @@ class Cluster:
         self.port = free_port()
         log_path = self.workdir / "api.log"
         self.logs.append(log_path)
-        command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", HOST,
+        command = [sys.executable, "-m", "uvicorn", "app.api.main:app", "--host", HOST,
                    "--port", str(self.port)]
         self.api = Child.start("api", command, self.env, log_path)
         self.http = httpx.Client(base_url=self.base_url, timeout=30, trust_env=False)

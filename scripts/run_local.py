@@ -51,7 +51,7 @@ def worker_command() -> list[str]:
 
 
 def api_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", "app.main:app", "--host", HOST, "--port", str(port)]
+    return [sys.executable, "-m", "uvicorn", "app.api.main:app", "--host", HOST, "--port", str(port)]
 
 
 class StopRequest:

@@ -15,7 +15,9 @@ import pytest  # noqa: E402
 import redis  # noqa: E402
 
 from app.local_redis import LocalRedis, start_local_redis  # noqa: E402
-from app.store import JobStore  # noqa: E402
+from app.store.leases import LeaseHolder  # noqa: E402
+from app.store.reaper import Reaper  # noqa: E402
+from tests.roles import AllRoles  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -49,5 +51,16 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def store(redis_client: redis.Redis, key_prefix: str) -> JobStore:
-    return JobStore(redis_client, prefix=key_prefix)
+def store(redis_client: redis.Redis, key_prefix: str) -> AllRoles:
+    return AllRoles(redis_client, prefix=key_prefix)
+
+
+@pytest.fixture
+def leases(redis_client: redis.Redis, key_prefix: str) -> LeaseHolder:
+    """The worker's role on the same Redis and prefix as `store`."""
+    return LeaseHolder(redis_client, prefix=key_prefix)
+
+
+@pytest.fixture
+def reaper(redis_client: redis.Redis, key_prefix: str) -> Reaper:
+    return Reaper(redis_client, prefix=key_prefix)

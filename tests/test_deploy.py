@@ -183,7 +183,7 @@ def test_dockerfile_serves_the_api_on_8000_without_dev_tools() -> None:
     assert instructions[0] == ("FROM", "python:3.11-slim")
     assert ("EXPOSE", "8000") in instructions
     cmd = [rest for keyword, rest in instructions if keyword == "CMD"][-1]
-    assert "uvicorn" in cmd and "app.main:app" in cmd and "0.0.0.0" in cmd
+    assert "uvicorn" in cmd and "app.api.main:app" in cmd and "0.0.0.0" in cmd
     installs = [rest for key, rest in instructions if key == "RUN" and "pip install" in rest]
     assert installs, "the project is not pip-installed"
     assert not any(re.search(r"\[[^\]]*\bdev\b", rest) for rest in installs), installs

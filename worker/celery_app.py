@@ -10,8 +10,8 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from app.queue import make_celery  # noqa: E402
 from app.settings import get_settings  # noqa: E402
+from app.store.queue import make_celery  # noqa: E402
 
 celery_app = make_celery(get_settings(), main="descent-worker")
 celery_app.conf.include = ["worker.tasks", "worker.maintenance"]

@@ -1,4 +1,4 @@
-"""The worker's main-process chores: say it is alive, and re-queue jobs whose worker died."""
+"""The worker's main-process chores: say it is alive, and clean up after dead workers."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
 
-from app.queue import QUEUE, Enqueuer
-from app.registry import WorkerRegistry
 from app.settings import Settings, get_settings
-from app.store import JobStore
+from app.store.queue import Enqueuer, queue_key
+from app.store.reaper import Reaper
+from app.store.registry import WorkerRegistry
 from worker.celery_app import celery_app
 
 logger = logging.getLogger(__name__)
@@ -19,46 +19,38 @@ logger = logging.getLogger(__name__)
 _stop = threading.Event()
 
 
-def reap_once(store: JobStore, enqueuer: Enqueuer, settings: Settings) -> list[str]:
-    """Re-queue jobs whose message is gone; return their ids.
+def reap_once(reaper: Reaper, enqueuer: Enqueuer, settings: Settings) -> list[str]:
+    """Re-queue jobs whose message is gone and prune expired jobs from the indexes;
+    return the ids sent a new message.
 
-    A running job whose lease lapsed lost its worker: if it asked to be cancelled it ends
-    cancelled, if it used up its attempts it fails with worker_lost, else it gets a new
-    message. A job queued for long while the broker queue is empty lost its message before
-    any worker saw it. A duplicate message is harmless: leases and terminal states guard.
+    A running job whose lease lapsed lost its worker: it ends cancelled if it asked to,
+    fails with worker_lost once its attempts are used up, and otherwise goes back to
+    `queued` with a new message. A job queued for long while the broker queue is empty
+    lost its message before any worker saw it. Each transition is one atomic script that
+    re-checks its condition; a duplicate message is harmless (leases and terminal states
+    guard).
     """
     requeued = []
-    if store.client.llen(QUEUE) == 0:
-        for job_id in store.queued_jobs_older_than(settings.queued_requeue_seconds):
-            logger.warning("job %s: queued without a message; re-queueing it", job_id)
+    if reaper.client.llen(queue_key(settings.key_prefix)) == 0:
+        for job_id in reaper.queued_without_message(settings.queued_requeue_seconds):
+            logger.warning("job %s: queued without a message; sending a new one", job_id)
             enqueuer.enqueue(job_id)
             requeued.append(job_id)
-    for job_id in store.stale_running_jobs():
-        job = store.get_job(job_id)
-        if job is None or job["status"] != "running":
-            continue
-        if job["cancel_requested"]:
-            store.finish(job_id, "cancelled")
-        elif job["attempts"] >= settings.max_attempts:
-            store.finish(
-                job_id,
-                "failed",
-                error={
-                    "code": "worker_lost",
-                    "message": f"the job's worker was lost; gave up after {job['attempts']} "
-                    "attempts",
-                },
-            )
-        else:
+    for job_id in reaper.running_without_lease():
+        outcome = reaper.reap(job_id, settings.max_attempts)
+        if outcome == "queued":
             logger.warning("job %s: its worker is gone; re-queueing it", job_id)
             enqueuer.enqueue(job_id)
             requeued.append(job_id)
+        elif outcome is not None:
+            logger.warning("job %s: its worker is gone; the job ends %s", job_id, outcome)
+    reaper.prune_indexes()
     return requeued
 
 
 def _loop(name: str, settings: Settings) -> None:
-    store = JobStore.from_settings(settings)
-    registry = WorkerRegistry(store.client, settings.key_prefix)
+    reaper = Reaper.from_settings(settings)
+    registry = WorkerRegistry(reaper.client, settings.key_prefix)
     enqueuer = Enqueuer(celery_app)
     interval = min(settings.heartbeat_seconds, settings.reaper_interval_seconds)
     next_reap = 0.0
@@ -69,13 +61,16 @@ def _loop(name: str, settings: Settings) -> None:
             if elapsed >= next_reap:
                 next_reap = elapsed + settings.reaper_interval_seconds
                 if registry.try_lock_reaper(name, settings.reaper_interval_seconds):
-                    reap_once(store, enqueuer, settings)
+                    reap_once(reaper, enqueuer, settings)
         except Exception:
             logger.warning("worker maintenance failed; retrying", exc_info=True)
         if _stop.wait(interval):
             break
         elapsed += interval
-    registry.leave(name)
+    try:
+        registry.leave(name)
+    finally:
+        reaper.close()
 
 
 @worker_ready.connect

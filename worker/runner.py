@@ -6,17 +6,17 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
-import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from app.keys import TERMINAL_STATUSES
-from app.records import LeaseLost
 from app.settings import Settings
-from app.store import JobStore
+from app.store.keys import TERMINAL_STATUSES
+from app.store.leases import LeaseHolder
+from app.store.records import LeaseLost
 from trainer import (
     Callbacks,
     Checkpoint,
@@ -35,8 +35,13 @@ from trainer import (
     model_to_bytes,
     train,
 )
+from worker.outage import UNREACHABLE, OutagePolicy, RedisOutage
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+TrainFn = Callable[..., TrainResult]
+
 
 @lru_cache(maxsize=4)
 def cached_dataset(name: str, data_dir: str | None) -> Dataset:
@@ -49,58 +54,121 @@ def new_token() -> str:
 
 
 class JobRunner:
-    """Runs job `job_id` once under a lease; every outcome ends in exactly one terminal state."""
+    """Runs job `job_id` once under a lease; every outcome ends in exactly one terminal state.
 
-    def __init__(self, store: JobStore, settings: Settings, job_id: str) -> None:
-        self.store = store
+    A Redis outage is waited out (within DESCENT_REDIS_OUTAGE_SECONDS) with the run's state
+    kept in memory: afterwards the lease is taken back and what the outage may have lost
+    is written again, so the job goes on with no attempt used.
+    """
+
+    def __init__(
+        self, holder: LeaseHolder, settings: Settings, job_id: str, *, train_fn: TrainFn = train
+    ) -> None:
+        self.holder = holder
         self.settings = settings
         self.job_id = job_id
         self.token = new_token()
-        self._cancel = False
-        self._lost = threading.Event()
+        self.outage = OutagePolicy(settings.redis_outage_seconds)
+        self._train = train_fn
+        self._halt = threading.Event()  # the loop's one cheap check: stop before the next batch
+        self._lost = False  # ...because the lease went to another worker (else: cancelled)
         self._done = threading.Event()
+        self._written = _Written()
+        self._pending: tuple[int, np.ndarray] | None = None
+
+    def _store(self, call: Callable[[], T]) -> T:
+        """A store call that waits out a Redis outage, then recovers before retrying."""
+        return self.outage.call(call, on_recovered=self._recover)
+
+    def _recover(self) -> None:
+        if not self.holder.reclaim_lease(self.job_id, self.token, self.settings.lease_seconds):
+            self._lost = True
+            self._halt.set()
+            raise LeaseLost(self.job_id, self.token)
+        # Redis fsyncs its AOF every second: a restart may have lost our last writes.
+        self._written.rewrite(self.holder, self.job_id, self.token)
 
     def run(self) -> str:
         """What happened, for the log: the terminal status, or why nothing was done."""
-        job = self.store.get_job(self.job_id)
+        job = self._store(lambda: self.holder.get_job(self.job_id))
         if job is None:
             return "unknown job"
         if job["status"] in TERMINAL_STATUSES:
             return f"already {job['status']}"
         if not self._take_lease():
             return "another worker holds the lease"
-        heartbeat = threading.Thread(target=self._heartbeat, daemon=True)
-        heartbeat.start()
+        threads = [
+            threading.Thread(target=self._heartbeat, daemon=True),
+            threading.Thread(target=self._watch_cancel, daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
         try:
             return self._attempt(job)
         except LeaseLost:
             return "lease lost to another worker"
         finally:
             self._done.set()
-            heartbeat.join()
-            self.store.release_lease(self.job_id, self.token)
+            for thread in threads:
+                thread.join()
+            try:
+                self.holder.release_lease(self.job_id, self.token)
+            except UNREACHABLE:
+                logger.warning("job %s: could not release the lease; it lapses", self.job_id)
 
     def _take_lease(self) -> bool:
         """Wait out the lease of a worker that died (it lapses); a live holder keeps it."""
         deadline = time.monotonic() + self.settings.lease_seconds + self.settings.heartbeat_seconds
         while True:
-            if self.store.acquire_lease(self.job_id, self.token, self.settings.lease_seconds):
+            if self._store(
+                lambda: self.holder.acquire_lease(
+                    self.job_id, self.token, self.settings.lease_seconds
+                )
+            ):
                 return True
             if time.monotonic() > deadline:
                 return False
             time.sleep(min(0.2, self.settings.heartbeat_seconds))
 
     def _heartbeat(self) -> None:
+        """Renew the lease; take it back if an outage let it lapse; hear of a cancel."""
+        ttl = self.settings.lease_seconds
         while not self._done.wait(self.settings.heartbeat_seconds):
             try:
-                if not self.store.renew_lease(self.job_id, self.token, self.settings.lease_seconds):
-                    self._lost.set()
+                state = self.holder.renew_lease(self.job_id, self.token, ttl)
+                if state == 0 and not self.holder.reclaim_lease(self.job_id, self.token, ttl):
+                    logger.warning("job %s: another worker took the lease", self.job_id)
+                    self._lost = True
+                    self._halt.set()
                     return
-            except Exception:  # a blip in Redis: the next beat tries again
+                if state == 2:
+                    self._halt.set()
+            except UNREACHABLE:  # an outage: the next beat tries again
+                logger.debug("job %s: heartbeat failed", self.job_id, exc_info=True)
+            except Exception:
                 logger.warning("job %s: heartbeat failed", self.job_id, exc_info=True)
 
+    def _watch_cancel(self) -> None:
+        """Hear a cancel request the moment it is made (the heartbeat is the fallback)."""
+        channel = self.holder.cancel_channel(self.job_id)
+        while not self._done.is_set():
+            pubsub = self.holder.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(channel)
+                while not self._done.is_set():
+                    if pubsub.get_message(timeout=0.5) is not None:
+                        self._halt.set()
+                        return
+            except UNREACHABLE:
+                self._done.wait(0.5)
+            except Exception:
+                logger.warning("job %s: cancel watcher failed", self.job_id, exc_info=True)
+                return
+            finally:
+                pubsub.close()
+
     def _attempt(self, job: dict[str, Any]) -> str:
-        attempt = self.store.start_attempt(self.job_id, self.token)
+        attempt = self._store(lambda: self.holder.start_attempt(self.job_id, self.token))
         if attempt is None:
             return "already finished"
         if attempt > self.settings.max_attempts:
@@ -109,6 +177,8 @@ class JobRunner:
                 f"the job's worker was lost {attempt - 1} times; giving up after "
                 f"{self.settings.max_attempts} attempts",
             )
+        if job["cancel_requested"]:
+            self._halt.set()
         spec = job["spec"]
         try:
             config = TrainConfig.from_dict(spec)
@@ -119,15 +189,23 @@ class JobRunner:
             checkpoints = self._checkpoints_fit(estimate.checkpoint_bytes)
             resume = self._checkpoint() if checkpoints else None
             done = (resume.iteration, resume.epoch) if resume else (0, 0)
-            self.store.truncate_curve(self.job_id, done[0], done[1], token=self.token)
+            self._store(
+                lambda: self.holder.truncate_curve(
+                    self.job_id, done[0], done[1], token=self.token
+                )
+            )
             progress = _Progress(config.epochs, estimate.iterations, done[0])
-            callbacks = self._callbacks(progress, checkpoints)
-            result = train(config, dataset, callbacks, resume=resume)
+            per_epoch = estimate.iterations // config.epochs
+            callbacks = self._callbacks(progress, checkpoints, per_epoch)
+            try:
+                result = self._train(config, dataset, callbacks, resume=resume)
+            finally:
+                self.flush_pending()
             weights, weights_warnings = self._weights_to_keep(result, config)
         except Stopped:
-            if self._lost.is_set():
+            if self._lost:
                 return "lease lost to another worker"
-            self.store.finish(self.job_id, "cancelled", token=self.token)
+            self._store(lambda: self.holder.finish(self.job_id, "cancelled", token=self.token))
             return "cancelled"
         except Diverged as exc:
             return self._fail("diverged", str(exc))
@@ -138,32 +216,44 @@ class JobRunner:
             return self._fail("invalid_dataset", str(exc))
         except InvalidConfig as exc:
             return self._fail("invalid_config", str(exc))
-        except (LeaseLost, redis.RedisError):
-            raise  # not the job's fault: the task retries (Redis) or lets the new owner run
+        except (LeaseLost, RedisOutage):
+            raise  # not the job's fault: the new owner runs it, or the reaper re-queues it
         except Exception as exc:
             logger.exception("job %s: internal error", self.job_id)
             return self._fail("internal", f"{type(exc).__name__}: {exc}")
-        self.store.finish(
-            self.job_id,
-            "succeeded",
-            token=self.token,
-            metrics=result.metrics,
-            warnings=result.warnings + weights_warnings,
-            weights=weights,
+        self._store(
+            lambda: self.holder.finish(
+                self.job_id,
+                "succeeded",
+                token=self.token,
+                metrics=result.metrics,
+                warnings=result.warnings + weights_warnings,
+                weights=weights,
+            )
         )
         return "succeeded"
+
+    def flush_pending(self) -> None:
+        """Write losses held back for an epoch row that never came (the run ended)."""
+        if self._pending is None:
+            return
+        first, losses = self._pending
+        self._pending = None
+        now = self._written.progress or {}
+        holder, job_id, token = self.holder, self.job_id, self.token
+        self._store(lambda: holder.record_iterations(job_id, token, first, losses, now))
 
     def _checkpoints_fit(self, size: int) -> bool:
         """Whether the job's checkpoints fit the budget; if not, the job says so at once."""
         limit = self.settings.max_checkpoint_bytes
         if size <= limit:
             return True
-        self.store.add_warning(
-            self.job_id,
+        warning = (
             f"no checkpoints are kept: each would take about "
             f"{_over(size, limit, 'DESCENT_MAX_CHECKPOINT_BYTES')}; if its worker is lost, "
-            "this job restarts from the beginning",
+            "this job restarts from the beginning"
         )
+        self._store(lambda: self.holder.add_warning(self.job_id, warning))
         return False
 
     def _weights_to_keep(
@@ -178,7 +268,7 @@ class JobRunner:
 
     def _checkpoint(self) -> Checkpoint | None:
         """The last epoch's checkpoint; an unreadable one means a clean restart."""
-        blob = self.store.load_checkpoint(self.job_id)
+        blob = self._store(lambda: self.holder.load_checkpoint(self.job_id))
         if not blob:
             return None
         try:
@@ -188,39 +278,53 @@ class JobRunner:
             return None
 
     def _fail(self, code: str, message: str) -> str:
-        self.store.finish(
-            self.job_id, "failed", token=self.token, error={"code": code, "message": message}
+        error = {"code": code, "message": message}
+        self._store(
+            lambda: self.holder.finish(self.job_id, "failed", token=self.token, error=error)
         )
         return f"failed: {code}"
 
-    def _callbacks(self, progress: _Progress, checkpoints: bool) -> Callbacks:
+    def _callbacks(
+        self, progress: _Progress, checkpoints: bool, per_epoch: int
+    ) -> Callbacks:
+        holder, job_id, token = self.holder, self.job_id, self.token
+
         def on_iterations(first: int, losses: np.ndarray) -> None:
+            self.flush_pending()
             last = first + len(losses) - 1
-            self._cancel = self.store.record_iterations(
-                self.job_id, self.token, first, losses, progress.at(iteration=last)
-            )
+            now = progress.at(iteration=last)
+            self._written.losses(first, losses, now)
+            if last % per_epoch == 0:  # an epoch's end: written with its row (on_epoch)
+                self._pending = (first, losses)
+                return
+            if self._store(lambda: holder.record_iterations(job_id, token, first, losses, now)):
+                self._halt.set()
 
         def on_epoch(record: EpochRecord) -> None:
-            self._cancel = self.store.record_epoch(
-                self.job_id,
-                self.token,
-                record.to_dict(),
-                progress=progress.at(iteration=record.iteration, epoch=record.epoch),
-            )
+            row = record.to_dict()
+            now = progress.at(iteration=record.iteration, epoch=record.epoch)
+            self._written.epoch(row, now)
+            first, losses = self._pending or (1, None)
+            self._pending = None
+            if self._store(
+                lambda: holder.record_epoch(
+                    job_id, token, row, progress=now, first_iteration=first, losses=losses
+                )
+            ):
+                self._halt.set()
 
         def on_checkpoint(checkpoint: Checkpoint) -> None:
-            self.store.save_checkpoint(self.job_id, self.token, checkpoint.to_bytes())
-
-        def should_stop() -> bool:
-            return self._cancel or self._lost.is_set()
+            blob = checkpoint.to_bytes()
+            self._store(lambda: holder.save_checkpoint(job_id, token, blob))
 
         return Callbacks(
             on_iterations=on_iterations,
             on_epoch=on_epoch,
             on_checkpoint=on_checkpoint if checkpoints else None,
-            should_stop=should_stop,
+            should_stop=self._halt.is_set,
             report_every=self.settings.progress_flush_iterations,
             report_seconds=self.settings.progress_flush_seconds,
+            checkpoint_seconds=self.settings.checkpoint_seconds,
         )
 
 
@@ -253,3 +357,33 @@ class _Progress:
             "fraction": min(iteration / self.iterations, 1.0) if self.iterations else 0.0,
             "eta_seconds": eta,
         }
+
+
+class _Written:
+    """What this attempt wrote to the curve, kept so that it can be written again after a
+    Redis restart that lost the last second of writes (at most 4 bytes an iteration)."""
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+        self.chunks: list[np.ndarray] = []
+        self.rows: list[dict[str, Any]] = []
+        self.progress: dict[str, Any] | None = None
+
+    def losses(self, first: int, losses: np.ndarray, progress: dict[str, Any]) -> None:
+        if self.first is None:
+            self.first = first
+        self.chunks.append(np.array(losses, dtype=np.float32))
+        self.progress = progress
+
+    def epoch(self, row: dict[str, Any], progress: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.progress = progress
+
+    def rewrite(self, holder: LeaseHolder, job_id: str, token: str) -> None:
+        if self.first is None or self.progress is None:
+            return
+        if len(self.chunks) > 1:
+            self.chunks = [np.concatenate(self.chunks)]
+        holder.record_iterations(job_id, token, self.first, self.chunks[0], self.progress)
+        for row in self.rows:
+            holder.record_epoch(job_id, token, row)

@@ -5,13 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from app.errors import field_error
-from app.schemas import JobSpec
+from app.api.errors import field_error
+from app.api.routes.datasets import described
+from app.api.schemas import JobSpec
+from app.api.wording import did_you_mean
 from app.settings import Settings
 from trainer import (
     DatasetError,
     InvalidConfig,
     TrainConfig,
+    UnknownDataset,
+    catalogue,
     dataset_info,
     estimate_cost,
     training_size,
@@ -31,10 +35,15 @@ def admit(spec: JobSpec, settings: Settings) -> Admission:
     422 entries; for one that can, count its iterations."""
     try:
         info = dataset_info(spec.dataset, settings.data_dir)
+    except UnknownDataset as exc:
+        names = [entry.name for entry in catalogue(settings.data_dir)]
+        message = f"{exc}{did_you_mean(spec.dataset, names)}"
+        return Admission([field_error("dataset", message, spec.dataset)])
     except DatasetError as exc:
         return Admission([field_error("dataset", str(exc), spec.dataset)])
     if not info.available:
-        message = f"dataset {spec.dataset!r} is not available here: {info.hint}"
+        hint = described(info, settings)["hint"]
+        message = f"dataset {spec.dataset!r} is not available here: {hint}"
         return Admission([field_error("dataset", message, spec.dataset)])
     config = TrainConfig.from_dict(spec.stored_spec())
     try:
@@ -43,15 +52,33 @@ def admit(spec: JobSpec, settings: Settings) -> Admission:
         return Admission([field_error(exc.field, str(exc), getattr(config, exc.field, None))])
     estimate = estimate_cost(config, info.n_train, info.n_features, info.n_classes)
     if estimate.seconds > settings.max_job_seconds:
+        # Advice names only what would help this job; the knob named first is the field.
+        remedies = ["fewer epochs", "a smaller network"]
+        if config.gradient == "numerical":
+            remedies.append("gradient backprop")
         message = (
             f"this job is estimated at {estimate.seconds:,.0f} s ({estimate.flops:.3g} "
             f"floating-point operations over {estimate.iterations} iterations), over the "
             f"limit of {settings.max_job_seconds:,.0f} s (DESCENT_MAX_JOB_SECONDS): use "
-            "fewer epochs, a smaller network, or gradient backprop"
+            f"{_either(remedies)}"
         )
-        # Name the knob that usually makes a job absurd.
         field = "gradient" if config.gradient == "numerical" else "epochs"
         return Admission([field_error(field, message, getattr(spec, field), "cost_limit")])
+    if getattr(estimate, "memory_bytes", 0) > settings.max_job_memory_bytes:  # TEMP
+        remedies = ["a smaller network"]
+        if config.resolved_dtype == "float64" and config.gradient == "backprop":
+            remedies.append("dtype float32")
+        if config.momentum:
+            remedies.append("no momentum")
+        message = (
+            f"this job needs an estimated {estimate.memory_bytes / 2**30:,.2f} GiB of memory "
+            f"(parameters, gradients, optimiser state, the best epoch's copy and a batch's "
+            f"activations), over the limit of {settings.max_job_memory_bytes / 2**30:,.2f} GiB "
+            f"(DESCENT_MAX_JOB_MEMORY_BYTES): use {_either(remedies)}"
+        )
+        return Admission(
+            [field_error("hidden_sizes", message, spec.hidden_sizes, "memory_limit")]
+        )
     if estimate.iterations > settings.max_iterations:
         message = (
             f"this job would run {estimate.iterations} iterations, over the limit of "
@@ -61,3 +88,7 @@ def admit(spec: JobSpec, settings: Settings) -> Admission:
         return Admission([field_error("epochs", message, spec.epochs, "iteration_limit")])
     return Admission([], estimate.iterations)
 
+
+
+def _either(options: list[str]) -> str:
+    return options[0] if len(options) == 1 else ", ".join(options[:-1]) + " or " + options[-1]

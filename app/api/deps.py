@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.queue import Enqueuer
-from app.registry import WorkerRegistry
 from app.settings import Settings
-from app.store import JobStore
+from app.store.jobs import JobStore
+from app.store.queue import Enqueuer
+from app.store.registry import WorkerRegistry
 
 
 def get_settings(request: Request) -> Settings:

@@ -2,70 +2,85 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import redis
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.curve import json_safe
+from app.api.wording import clean, describe
+
+logger = logging.getLogger(__name__)
 
 
-def field_error(field: str, message: str, value: Any, kind: str = "value_error") -> dict[str, Any]:
-    return {"loc": ["body", field], "msg": message, "type": kind, "input": json_safe(value)}
+def field_error(
+    field: str, message: str, value: Any, kind: str = "value_error", where: str = "body"
+) -> dict[str, Any]:
+    return {"loc": [where, field], "msg": clean(message), "type": kind, "input": clean(value)}
 
 
 def unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": errors})
 
 
-def _describe(error: dict[str, Any]) -> dict[str, Any]:
-    """Pydantic's message, prefixed with the field and followed by the value it got."""
-    loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
-    field = ".".join(loc) or "body"
-    message = str(error.get("msg", "invalid"))
-    if message.startswith("Value error, "):
-        message = message[len("Value error, ") :]
-    value = error.get("input")
-    if isinstance(value, bytes | bytearray):  # a body FastAPI did not parse as JSON
-        value = bytes(value[:200]).decode("utf-8", errors="replace")
-    if error.get("type") == "missing":
-        text = f"{field} is required"
-    elif error.get("type") == "extra_forbidden":
-        text = f"{field} is not a known field"
-    elif error.get("type") == "json_invalid":
-        reason = (error.get("ctx") or {}).get("error", message)
-        where = loc[0] if loc else "?"
-        text = f"the body is not valid JSON: {reason} at character {where}"
-    elif isinstance(error.get("input"), bytes | bytearray):
-        text = (
-            f"{field} must be a JSON object sent with Content-Type: application/json, "
-            f"got {value!r}"
-        )
-    elif message.startswith(field.split(".")[0]):
-        text = message
-    else:
-        text = f"{field}: {message}, got {value!r}"
-    out = {"loc": list(error.get("loc", ())), "msg": text, "type": error.get("type")}
-    # A missing field has no value, and FastAPI's placeholder for unparsable JSON is {}.
-    if "input" in error and error.get("type") not in ("missing", "json_invalid"):
-        out["input"] = json_safe(value)
-    return out
-
-
 async def validation_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return unprocessable([_describe(dict(e)) for e in exc.errors()])
+    known = body_fields(request)
+    return unprocessable([describe(dict(e), known) for e in exc.errors()])
 
 
-async def redis_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
-    """The job store is unreachable: a temporary 503, never a 500, and nothing half-written."""
-    return JSONResponse(
-        status_code=503,
-        content={"detail": f"the job store (Redis) is unavailable: {type(exc).__name__}"},
-        headers={"Retry-After": "5"},
-    )
+def body_fields(request: Request) -> list[str]:
+    """The field names of the route's JSON body model, for "did you mean" hints."""
+    body = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(body, "field_info", None), "annotation", None)
+    fields = getattr(model, "model_fields", None)
+    return list(fields) if isinstance(fields, dict) else []
+
+
+async def redis_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """An unreachable job store is a temporary 503 (nothing half-written); any other Redis
+    error is a bug: a 500, logged with its trace."""
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return JSONResponse(
+            status_code=503,
+            content={"detail": f"the job store (Redis) is unavailable: {type(exc).__name__}"},
+            headers={"Retry-After": "5"},
+        )
+    logger.error("Redis error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(status_code=500, content={"detail": "internal error"})
+
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+class MethodsMiddleware:
+    """OPTIONS on any route answers 204 with every method its path allows, not only the
+    first route's (FastAPI keeps one route per method)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        routes = scope["app"].router.routes
+        allowed = {
+            method
+            for method in METHODS
+            if any(route.matches({**scope, "method": method})[0] == Match.FULL
+                   for route in routes)
+        }
+        if not allowed:
+            await self.app(scope, receive, send)
+            return
+        allowed |= {"OPTIONS"} | ({"HEAD"} if "GET" in allowed else set())
+        response = Response(status_code=204, headers={"Allow": ", ".join(sorted(allowed))})
+        await response(scope, receive, send)
 
 
 class BodyLimit:

@@ -4,17 +4,32 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
 
 import redis
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 
-from app.errors import BodyLimit, redis_unavailable_handler, validation_handler
-from app.queue import Enqueuer, make_celery
-from app.registry import WorkerRegistry
-from app.routes import datasets, health, jobs
+from app.api.errors import (
+    BodyLimit,
+    MethodsMiddleware,
+    redis_error_handler,
+    validation_handler,
+)
+from app.api.routes import datasets, health, jobs
 from app.settings import Settings, get_settings
-from app.store import JobStore
+from app.store.base import connect
+from app.store.jobs import JobStore
+from app.store.queue import Enqueuer, make_celery
+from app.store.registry import WorkerRegistry
+
+
+def package_version() -> str:
+    try:
+        return version("descent")
+    except PackageNotFoundError:  # a checkout that is not installed
+        return "0+unknown"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -22,24 +37,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = JobStore.from_settings(settings)
+        client = connect(settings)
         app.state.settings = settings
-        app.state.store = store
-        app.state.registry = WorkerRegistry(store.client, settings.key_prefix)
+        app.state.store = JobStore.from_settings(settings, client)
+        app.state.registry = WorkerRegistry(client, settings.key_prefix)
         app.state.enqueuer = Enqueuer(make_celery(settings, main="descent-api"))
         yield
         app.state.enqueuer.close()
-        store.close()
+        client.close()
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc serve Swagger UI and ReDoc from the installed
+    # package, so the docs work on a machine without internet access.
+    app = FastAPIOffline(
         title="Descent",
         summary="Gradient descent as a service: small networks trained with NumPy SGD.",
-        version="1.0.0",
+        version=package_version(),
         lifespan=lifespan,
     )
     app.add_exception_handler(RequestValidationError, validation_handler)
-    app.add_exception_handler(redis.RedisError, redis_unavailable_handler)
+    app.add_exception_handler(redis.RedisError, redis_error_handler)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MethodsMiddleware)
     app.include_router(jobs.router)
     app.include_router(datasets.router)
     app.include_router(health.router)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, field_validator
 
+from app.store.keys import Status
 from trainer.config import (
     MAX_EPOCHS,
     MAX_HIDDEN_LAYERS,
@@ -15,7 +16,28 @@ from trainer.config import (
 )
 from trainer.datasets import DatasetInfo
 
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+def _integral(value: Any) -> Any:
+    """10.0 -> 10: many JSON encoders write integer-valued floats; 10.5 stays refused."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return value
+
+
+def _unicode(value: Any) -> Any:
+    """Refuse text that UTF-8 cannot carry (a lone UTF-16 surrogate such as "\ud800")."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"must be valid Unicode text: a lone surrogate at character {exc.start}"
+            ) from None
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_integral)]
+Text = Annotated[str, BeforeValidator(_unicode)]
 
 SPEC_EXAMPLE: dict[str, JsonValue] = {
     "dataset": "fashion-mnist",
@@ -50,8 +72,8 @@ class JobSpec(BaseModel):
         },
     )
 
-    dataset: str = Field(min_length=1, max_length=200, description="A name from GET /v1/datasets.")
-    hidden_sizes: list[int] = Field(
+    dataset: Text = Field(min_length=1, max_length=200, description="A name from GET /v1/datasets.")
+    hidden_sizes: list[Int] = Field(
         default=[50],
         min_length=1,
         max_length=MAX_HIDDEN_LAYERS,
@@ -66,15 +88,15 @@ class JobSpec(BaseModel):
     )
     learning_rate: float = Field(default=0.1, gt=0, le=MAX_LEARNING_RATE)
     momentum: float = Field(default=0.0, ge=0, lt=1)
-    batch_size: int = Field(default=100, ge=1, description="At most the training set's size.")
-    epochs: int = Field(default=10, ge=1, le=MAX_EPOCHS)
+    batch_size: Int = Field(default=100, ge=1, description="At most the training set's size.")
+    epochs: Int = Field(default=10, ge=1, le=MAX_EPOCHS)
     validation_fraction: float = Field(default=0.1, ge=0, le=MAX_VALIDATION_FRACTION)
-    early_stopping_patience: int | None = Field(default=None, ge=1)
+    early_stopping_patience: Int | None = Field(default=None, ge=1)
     weight_init_std: float | None = Field(
         default=None, gt=0, description="null: He for relu, Xavier for sigmoid."
     )
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
-    name: str | None = Field(default=None, max_length=200)
+    seed: Int = Field(default=0, ge=0, le=2**63 - 1)
+    name: Text | None = Field(default=None, max_length=200)
 
     @field_validator("hidden_sizes")
     @classmethod
@@ -146,3 +168,47 @@ class Curve(BaseModel):
 
 class DatasetList(BaseModel):
     items: list[DatasetInfo]  # the trainer's own catalogue entry (a plain dataclass)
+
+
+class ClassReport(BaseModel):
+    label: int | str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class TestMetrics(BaseModel):
+    loss: float | None
+    accuracy: float
+    n: int
+    confusion_matrix: list[list[int]] = Field(description="Rows are the true label.")
+    per_class: list[ClassReport]
+
+
+class LossAccuracy(BaseModel):
+    loss: float | None
+    accuracy: float
+
+
+class Overfitting(BaseModel):
+    gap: float = Field(description="Train accuracy minus test accuracy.")
+    threshold: float
+    flagged: bool
+
+
+class Metrics(BaseModel):
+    test: TestMetrics | None = Field(description="Evaluated once, on the chosen model.")
+    train: LossAccuracy
+    validation: LossAccuracy | None
+    best_epoch: int
+    epochs_run: int
+    iterations: int
+    early_stopped: bool
+    overfitting: Overfitting
+    duration_seconds: float
+
+
+class MetricsNotReady(BaseModel):
+    detail: str
+    status: Status

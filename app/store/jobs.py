@@ -1,34 +1,32 @@
-"""JobStore: the one place that reads and writes jobs in Redis (key layout in app.keys)."""
+"""JobStore: the API's role in the job store: create, read, list and cancel jobs, read curves."""
 
 from __future__ import annotations
 
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import redis
 
-from app import lua
-from app.curve import BYTES_PER_POINT, curve_slice
-from app.keys import STATUSES, TERMINAL_STATUSES, KeyLayout, check_status, is_job_id
-from app.leases import LeasedWrites
-from app.records import (
+from app.settings import DEFAULT_IDEMPOTENCY_TTL_SECONDS, DEFAULT_JOB_TTL_SECONDS
+from app.store import lua
+from app.store.base import StoreBase
+from app.store.curve import BYTES_PER_POINT, curve_slice
+from app.store.keys import STATUSES, is_job_id
+from app.store.records import (
     IdempotencyConflict,
     JobAlreadyFinished,
     JobNotFound,
     LeaseLost,
     StoreError,
-    check_token,
     decode_hash,
-    dumps,
     fingerprint,
     job_document,
     new_job_fields,
     parse_cursor,
-    parse_iso,
     text,
     utc_now,
 )
@@ -47,59 +45,30 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_JOB_TTL = 7 * 24 * 3600
-DEFAULT_IDEMPOTENCY_TTL = 86_400
-
-
-class JobStore(LeasedWrites):
-    """Jobs, their curves, leases and status indexes in Redis; shared by API and worker."""
+class JobStore(StoreBase):
+    """What the API does with jobs; the worker reads jobs through it too."""
 
     def __init__(
         self,
         client: redis.Redis,
         *,
         prefix: str = "descent",
-        job_ttl: int = DEFAULT_JOB_TTL,
-        idempotency_ttl: int = DEFAULT_IDEMPOTENCY_TTL,
+        job_ttl: int = DEFAULT_JOB_TTL_SECONDS,
+        idempotency_ttl: int = DEFAULT_IDEMPOTENCY_TTL_SECONDS,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        if client.get_connection_kwargs().get("decode_responses"):
-            raise ValueError("the Redis client must use decode_responses=False, got True")
-        if not prefix:
-            raise ValueError(f"prefix must be a non-empty string, got {prefix!r}")
-        for label, ttl in (("job_ttl", job_ttl), ("idempotency_ttl", idempotency_ttl)):
-            if ttl <= 0:
-                raise ValueError(f"{label} must be > 0 seconds, got {ttl}")
-        super().__init__(client, KeyLayout(prefix), clock)
-        self.job_ttl = int(job_ttl)
+        super().__init__(client, prefix=prefix, job_ttl=job_ttl, clock=clock)
+        if idempotency_ttl <= 0:
+            raise ValueError(f"idempotency_ttl must be > 0 seconds, got {idempotency_ttl}")
         self.idempotency_ttl = int(idempotency_ttl)
-        self._create = client.register_script(lua.CREATE)
-        self._cancel = client.register_script(lua.CANCEL)
-        self._finish = client.register_script(lua.FINISH)
+        self._create = self._script(lua.CREATE)
+        self._cancel = self._script(lua.CANCEL)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> JobStore:
-        client = redis.Redis.from_url(
-            settings.redis_url,
-            decode_responses=False,
-            socket_connect_timeout=5,
-            socket_timeout=30,
-            health_check_interval=30,
-        )
-        return cls(
-            client,
-            prefix=settings.key_prefix,
-            job_ttl=settings.job_ttl_seconds,
-            idempotency_ttl=settings.idempotency_ttl_seconds,
-        )
-
-    @property
-    def client(self) -> redis.Redis:
-        client: redis.Redis = self._redis
-        return client
-
-    def close(self) -> None:
-        self._redis.close()
+    def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> JobStore:
+        store = super().from_settings(settings, client)
+        store.idempotency_ttl = settings.idempotency_ttl_seconds
+        return store
 
     def ping(self) -> bool:
         try:
@@ -151,13 +120,6 @@ class JobStore(LeasedWrites):
             raise JobNotFound(text(existing_id))
         return existing, False
 
-    def get_job(self, job_id: str) -> dict[str, Any] | None:
-        """The public Job, or None for an unknown (or expired) id."""
-        if not is_job_id(job_id):
-            return None
-        raw = self._redis.hgetall(self.keys.job(job_id).job)
-        return job_document(decode_hash(raw)) if raw else None
-
     def list_jobs(
         self, *, status: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
@@ -208,7 +170,10 @@ class JobStore(LeasedWrites):
 
         Raises JobNotFound, or JobAlreadyFinished for a succeeded or failed job.
         """
-        status = self._cancel(keys=self._job_keys(job_id).all(), args=[self._now(), self.job_ttl])
+        job_keys = self._job_keys(job_id)
+        status = self._cancel(
+            keys=job_keys.all(), args=[self._now(), self.job_ttl, job_keys.cancel_channel]
+        )
         if status is None:
             raise JobNotFound(job_id)
         if text(status) in ("succeeded", "failed"):
@@ -245,85 +210,20 @@ class JobStore(LeasedWrites):
         pipe = self._redis.pipeline(transaction=True)
         pipe.hget(job_keys.job, "status")
         pipe.strlen(job_keys.losses)
-        pipe.getrange(job_keys.losses, since * BYTES_PER_POINT, -1)
+        pipe.getrange(job_keys.losses, min(since, 2**40) * BYTES_PER_POINT, -1)
         pipe.hvals(job_keys.epochs)
         status, length, data, rows = pipe.execute()
         if status is None:
             return None
-        iterations, losses, following = curve_slice(data, since, max_points)
+        total = int(length) // BYTES_PER_POINT
+        iterations, losses, following = curve_slice(data, min(since, total), max_points)
+        # Rows follow the cursor too: a poll gets only the epochs that ended after `since`.
+        epochs = [row for row in map(json.loads, rows) if int(row["iteration"]) > since]
         return {
             "iterations": iterations,
             "loss": losses,
             "next": following,
-            "total": int(length) // BYTES_PER_POINT,
-            "epochs": sorted((json.loads(row) for row in rows), key=lambda row: int(row["epoch"])),
+            "total": total,
+            "epochs": sorted(epochs, key=lambda row: int(row["epoch"])),
             "status": text(status),
         }
-
-    def finish(
-        self,
-        job_id: str,
-        status: str,
-        *,
-        token: str | None = None,
-        error: Mapping[str, Any] | None = None,
-        metrics: Mapping[str, Any] | None = None,
-        warnings: list[str] | None = None,
-        weights: bytes | None = None,
-    ) -> bool:
-        """Move a queued or running job to a terminal status, once; return whether it moved.
-
-        With a token, only while the lease is that token's or absent. Stores error,
-        metrics, (merged) warnings and the trained weights, drops the lease and
-        checkpoint, and puts the job TTL on every key of the job.
-        """
-        if check_status(status) not in TERMINAL_STATUSES:
-            raise ValueError(f"status must be one of {sorted(TERMINAL_STATUSES)}, got {status!r}")
-        if error is not None and not {"code", "message"} <= set(error):
-            raise ValueError(f"error must have 'code' and 'message', got {dict(error)!r}")
-        args: list[str | int | bytes] = [
-            status,
-            "" if token is None else check_token(token),
-            self._now(),
-            self.job_ttl,
-            "" if error is None else dumps(error),
-            "" if metrics is None else dumps(metrics),
-            dumps(warnings) if warnings else "",
-            weights or b"",
-        ]
-        job_keys = self._job_keys(job_id)
-        moved = bool(self._finish(keys=[*job_keys.all(), job_keys.weights], args=args))
-        if moved:
-            logger.info("job %s finished: %s", job_id, status)
-        return moved
-
-    def stale_running_jobs(self) -> list[str]:
-        """Ids of running jobs whose lease has lapsed: their worker is gone."""
-        running = self._redis.zrange(self.keys.status_index("running"), 0, -1)
-        ids = [text(member) for member in running]
-        pipe = self._redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hget(self.keys.job(job_id).job, "status")
-            pipe.exists(self.keys.job(job_id).lease)
-        answers = pipe.execute()
-        stale, gone = [], []
-        for job_id, status, leased in zip(ids, answers[::2], answers[1::2], strict=True):
-            if status is None:
-                gone.append(job_id)
-            elif status == b"running" and not leased:
-                stale.append(job_id)
-        self._forget(gone)
-        return stale
-
-    def queued_jobs_older_than(self, seconds: float) -> list[str]:
-        """Ids of jobs still queued `seconds` after they were created (oldest first)."""
-        queued = [text(m) for m in self._redis.zrange(self.keys.status_index("queued"), 0, -1)]
-        pipe = self._redis.pipeline(transaction=False)
-        for job_id in queued:
-            pipe.hmget(self.keys.job(job_id).job, ["status", "created_at"])
-        cutoff = self._clock() - timedelta(seconds=seconds)
-        old = []
-        for job_id, (status, created) in zip(queued, pipe.execute(), strict=True):
-            if status == b"queued" and created and parse_iso(text(created)) <= cutoff:
-                old.append(job_id)
-        return old

@@ -3,7 +3,8 @@
 Every key lives under ``{prefix}:``:
 
 ``job:{id}`` (hash)
-    id, name (absent when null), status, spec (json), seq, created_at, started_at,
+    id, name (absent when null), status, spec (json), seq, created_at, queued_at (when
+    it last entered the queue), started_at,
     finished_at, heartbeat_at (ISO 8601 UTC, "" when unset), progress (json),
     cancel_requested ("0"/"1"), attempts, warnings (json list), error (json or "").
 ``job:{id}:losses`` (string)
@@ -19,14 +20,18 @@ Every key lives under ``{prefix}:``:
     set by the finishing transition itself, with the job TTL.
 ``jobs`` (sorted set)
     score = ``jobs:seq`` (a global INCR), member = id; ``jobs:status:{status}`` holds
-    the same scores per status. Entries whose job hash has expired are dropped lazily.
+    the same scores per status.
+``jobs:expiring`` (sorted set)
+    member = id of a terminal job, score = the unix time its keys expire. The reaper
+    drops expired jobs from every index (app.store.reaper.Reaper.prune_indexes), so the
+    indexes shrink back as jobs expire even under ``noeviction``.
 ``idem:{key}`` (string json {job_id, fingerprint}, with a TTL).
 ``workers`` (sorted set)
     member = a worker's name, score = the unix time it last said it was alive.
 ``reaper:lock`` (string with a PX TTL): one worker at a time looks for lost jobs.
 
 A terminal job gets the job TTL on its hash, losses, epochs and metrics, and loses its
-lease and checkpoint; queued and running jobs never expire. The scripts in app.lua
+lease and checkpoint; queued and running jobs never expire. The scripts in app.store.lua
 that change a job receive ``JobKeys.all()`` as KEYS, in that order.
 """
 
@@ -34,8 +39,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+STATUSES: tuple[Status, ...] = get_args(Status)
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -61,13 +68,16 @@ class JobKeys:
     metrics: str
     checkpoint: str
     lease: str
+    cancel_channel: str  # pub/sub, not a key: CANCEL publishes here for the running worker
     status_indexes: tuple[str, ...]
-    weights: str  # not in all(): only the finishing script writes it (its KEYS[12])
+    expiring: str
+    weights: str  # not in all(): only the finishing script writes it (its KEYS[13])
 
     def all(self) -> list[str]:
-        """KEYS for a job-scoped script: 1 job .. 6 lease, 7..11 indexes by STATUSES."""
+        """KEYS for a job-scoped script: 1 job .. 6 lease, 7..11 indexes by STATUSES,
+        12 the expiry index."""
         data = [self.job, self.losses, self.epochs, self.metrics, self.checkpoint, self.lease]
-        return data + list(self.status_indexes)
+        return [*data, *self.status_indexes, self.expiring]
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,10 @@ class KeyLayout:
         return f"{self.prefix}:jobs:status:{check_status(status)}"
 
     @property
+    def expiring(self) -> str:
+        return f"{self.prefix}:jobs:expiring"
+
+    @property
     def workers(self) -> str:
         return f"{self.prefix}:workers"
 
@@ -111,6 +125,8 @@ class KeyLayout:
             metrics=f"{base}:metrics",
             checkpoint=f"{base}:checkpoint",
             lease=f"{base}:lease",
+            cancel_channel=f"{base}:cancel",
             status_indexes=tuple(self.status_index(status) for status in STATUSES),
+            expiring=self.expiring,
             weights=f"{base}:weights",
         )

@@ -1,4 +1,4 @@
-"""The worker's half of the job store: leases and writes fenced by the lease token."""
+"""LeaseHolder: a worker's role in the job store: the lease on a job and writes fenced by it."""
 
 from __future__ import annotations
 
@@ -7,49 +7,41 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from app import lua
-from app.curve import BYTES_PER_POINT, losses_to_bytes
-from app.keys import JobKeys, KeyLayout, is_job_id
-from app.records import (
-    JobNotFound,
-    LeaseLost,
-    check_token,
-    dumps,
-    iso,
-    millis,
-    text,
-    utc_now,
-)
+import redis
+
+from app.settings import DEFAULT_JOB_TTL_SECONDS
+from app.store import lua
+from app.store.base import StoreBase
+from app.store.curve import BYTES_PER_POINT, losses_to_bytes
+from app.store.keys import is_job_id
+from app.store.records import JobNotFound, LeaseLost, check_token, dumps, millis, text, utc_now
 
 logger = logging.getLogger(__name__)
 
 
-class LeasedWrites:
-    """Lease handling and fenced writes; JobStore adds the API side on top."""
+class LeaseHolder(StoreBase):
+    """What a worker running a job may do: take, renew and release the job's lease, and
+    write its progress, checkpoints and outcome only while the lease is its own."""
 
     def __init__(
-        self, client: Any, keys: KeyLayout, clock: Callable[[], datetime] = utc_now
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "descent",
+        job_ttl: int = DEFAULT_JOB_TTL_SECONDS,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._redis: Any = client  # redis-py's return types are unions with Awaitable
-        self.keys = keys
-        self._clock = clock
-        register = client.register_script
+        super().__init__(client, prefix=prefix, job_ttl=job_ttl, clock=clock)
+        register = self._script
         self._start = register(lua.START_ATTEMPT)
         self._record = register(lua.RECORD)
         self._save_checkpoint = register(lua.SAVE_CHECKPOINT)
         self._truncate = register(lua.TRUNCATE)
         self._add_warning = register(lua.ADD_WARNING)
         self._acquire = register(lua.ACQUIRE_LEASE)
+        self._reclaim = register(lua.RECLAIM)
         self._renew = register(lua.RENEW_LEASE)
         self._release = register(lua.RELEASE_LEASE)
-
-    def _now(self) -> str:
-        return iso(self._clock())
-
-    def _job_keys(self, job_id: str) -> JobKeys:
-        if not is_job_id(job_id):
-            raise JobNotFound(job_id)
-        return self.keys.job(job_id)
 
     def acquire_lease(self, job_id: str, token: str, ttl_seconds: float) -> bool:
         """Take the lease of an existing job, or extend it when it is already ours."""
@@ -57,11 +49,23 @@ class LeasedWrites:
         args = [check_token(token), millis(ttl_seconds)]
         return bool(self._acquire(keys=[job_keys.lease, job_keys.job], args=args))
 
-    def renew_lease(self, job_id: str, token: str, ttl_seconds: float) -> bool:
-        """Extend the lease and record a heartbeat, only while the lease is ours."""
+    def renew_lease(self, job_id: str, token: str, ttl_seconds: float) -> int:
+        """Extend the lease and record a heartbeat, only while the lease is ours: 0 if it
+        is not, 1 if renewed, 2 if renewed and the job has been asked to stop."""
         job_keys = self._job_keys(job_id)
         args = [check_token(token), millis(ttl_seconds), self._now()]
-        return bool(self._renew(keys=[job_keys.lease, job_keys.job], args=args))
+        return int(self._renew(keys=[job_keys.lease, job_keys.job], args=args))
+
+    def reclaim_lease(self, job_id: str, token: str, ttl_seconds: float) -> bool:
+        """After a Redis outage let the lease lapse: take it back unless another worker
+        holds it, and mark the job running again if the reaper re-queued it meanwhile
+        (without counting an attempt: no worker was lost)."""
+        args = [check_token(token), millis(ttl_seconds)]
+        return bool(self._reclaim(keys=self._job_keys(job_id).all(), args=args))
+
+    def cancel_channel(self, job_id: str) -> str:
+        """The pub/sub channel on which a cancel request for the running job is announced."""
+        return self._job_keys(job_id).cancel_channel
 
     def release_lease(self, job_id: str, token: str) -> bool:
         """Drop the lease if it is ours; return whether it was."""
@@ -112,12 +116,19 @@ class LeasedWrites:
         row: Mapping[str, Any],
         *,
         progress: Mapping[str, Any] | None = None,
+        first_iteration: int = 1,
+        losses: Any = None,
     ) -> bool:
-        """Store one epoch row (again for the same epoch replaces it); return cancel_requested."""
+        """Store one epoch row (again for the same epoch replaces it), with the losses of
+        the epoch's last iterations in the same step when given, so that no poll sees the
+        epoch's last loss without its row; return cancel_requested."""
         epoch = row.get("epoch")
         if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
             raise ValueError(f"row['epoch'] must be an int >= 1, got {epoch!r}")
-        return self._write(job_id, token, 1, b"", progress, dict(row))
+        if first_iteration < 1:
+            raise ValueError(f"first_iteration must be >= 1, got {first_iteration}")
+        data = b"" if losses is None else losses_to_bytes(losses)
+        return self._write(job_id, token, first_iteration, data, progress, dict(row))
 
     def _write(
         self,

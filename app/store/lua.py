@@ -38,15 +38,18 @@ local function terminate(from, to, now, ttl)
   redis.call('HSET', KEYS[1], 'finished_at', now)
   redis.call('DEL', KEYS[5], KEYS[6])
   for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
+  local clock = redis.call('TIME')
+  local id = redis.call('HGET', KEYS[1], 'id')
+  redis.call('ZADD', KEYS[12], tonumber(clock[1]) + tonumber(ttl), id)
 end
 """
 
-# KEYS: job keys, 12 seq, 13 jobs, 14 idem. ARGV: id, fingerprint, idem ttl,
+# KEYS: job keys, 13 seq, 14 jobs, 15 idem. ARGV: id, fingerprint, idem ttl,
 # has idem ('1'/'0'), job key prefix, then field/value pairs of the new hash.
 # The lookup of an idempotent job is the one key built here; fine outside Cluster.
 CREATE = _PRELUDE + """
 if ARGV[4] == '1' then
-  local existing = redis.call('GET', KEYS[14])
+  local existing = redis.call('GET', KEYS[15])
   if existing then
     local record = cjson.decode(existing)
     if redis.call('EXISTS', ARGV[5] .. record.job_id) == 1 then
@@ -54,18 +57,19 @@ if ARGV[4] == '1' then
     end
   end
 end
-local seq = redis.call('INCR', KEYS[12])
+local seq = redis.call('INCR', KEYS[13])
 redis.call('HSET', KEYS[1], 'seq', seq, unpack(ARGV, 6))
-redis.call('ZADD', KEYS[13], seq, ARGV[1])
+redis.call('ZADD', KEYS[14], seq, ARGV[1])
 redis.call('ZADD', INDEX.queued, seq, ARGV[1])
 if ARGV[4] == '1' then
   local record = cjson.encode({job_id = ARGV[1], fingerprint = ARGV[2]})
-  redis.call('SET', KEYS[14], record, 'EX', ARGV[3])
+  redis.call('SET', KEYS[15], record, 'EX', ARGV[3])
 end
 return {1, ARGV[1], ARGV[2]}
 """
 
-# ARGV: now, ttl. Returns the status after the call, or nil for an unknown job.
+# ARGV: now, ttl, the job's cancel channel. Returns the status after the call, or nil for
+# an unknown job. A running job's worker hears of it on the channel at once.
 CANCEL = _PRELUDE + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
@@ -74,7 +78,10 @@ if status == 'queued' then
   terminate(status, 'cancelled', ARGV[1], ARGV[2])
   return 'cancelled'
 end
-if status == 'running' then redis.call('HSET', KEYS[1], 'cancel_requested', '1') end
+if status == 'running' then
+  redis.call('HSET', KEYS[1], 'cancel_requested', '1')
+  redis.call('PUBLISH', ARGV[3], '1')
+end
 return status
 """
 
@@ -133,7 +140,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 return add_warnings({ARGV[1]})
 """
 
-# KEYS: job keys, 12 weights. ARGV: status, token ('' skips fencing), now, ttl, error json,
+# KEYS: job keys, 13 weights. ARGV: status, token ('' skips fencing), now, ttl, error json,
 # metrics json, warnings json, weights bytes ('' for none of the last four). Returns 1 if
 # it transitioned.
 FINISH = _PRELUDE + """
@@ -146,7 +153,7 @@ end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('SET', KEYS[4], ARGV[6]) end
 if ARGV[7] ~= '' then add_warnings(cjson.decode(ARGV[7])) end
-if ARGV[8] ~= '' then redis.call('SET', KEYS[12], ARGV[8], 'EX', ARGV[4]) end
+if ARGV[8] ~= '' then redis.call('SET', KEYS[13], ARGV[8], 'EX', ARGV[4]) end
 terminate(status, ARGV[1], ARGV[3], ARGV[4])
 return 1
 """
@@ -161,11 +168,27 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
-# KEYS: lease, job. ARGV: token, ttl ms, now. 1 if renewed.
+# Take back the lease after a Redis outage let it lapse, unless another worker took it;
+# a job the reaper meanwhile put back in the queue is running again (no new attempt).
+# KEYS: job keys. ARGV: token, ttl ms. 1 if the lease is (now) ours.
+RECLAIM = _PRELUDE + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or TERMINAL[status] then return 0 end
+local holder = redis.call('GET', KEYS[6])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[2])
+if status == 'queued' then move('queued', 'running') end
+return 1
+"""
+
+# KEYS: lease, job. ARGV: token, ttl ms, now. 0 if the lease is not ours, else 1, or 2
+# when the job has been asked to stop (the fallback to its cancel channel).
 RENEW_LEASE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], 'heartbeat_at', ARGV[3]) end
+if redis.call('EXISTS', KEYS[2]) == 0 then return 1 end
+redis.call('HSET', KEYS[2], 'heartbeat_at', ARGV[3])
+if redis.call('HGET', KEYS[2], 'cancel_requested') == '1' then return 2 end
 return 1
 """
 
@@ -173,4 +196,54 @@ return 1
 RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])
+"""
+
+# The reaper's one transition of a running job whose lease lapsed (its worker is gone),
+# re-checked here so that a worker that takes the lease meanwhile is never reaped.
+# ARGV: max attempts, now, ttl. Returns 'cancelled', 'failed' (worker_lost), 'queued'
+# (send it a new message), or nil when there is nothing to do.
+REAP = _PRELUDE + """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return false end
+if redis.call('EXISTS', KEYS[6]) == 1 then return false end
+if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
+  terminate('running', 'cancelled', ARGV[2], ARGV[3])
+  return 'cancelled'
+end
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+if attempts >= tonumber(ARGV[1]) then
+  local message = "the job's worker was lost; gave up after " .. attempts .. " attempts"
+  redis.call('HSET', KEYS[1], 'error', cjson.encode({code = 'worker_lost', message = message}))
+  terminate('running', 'failed', ARGV[2], ARGV[3])
+  return 'failed'
+end
+move('running', 'queued')
+redis.call('HSET', KEYS[1], 'queued_at', ARGV[2])
+return 'queued'
+"""
+
+# A queued job that waited long with no message: note the re-send, atomically with the
+# check. KEYS: job keys. ARGV: now, the cutoff (ISO; queued_at before it is old).
+# Returns 1 when the caller should send a message.
+RESEND = _PRELUDE + """
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+local since = redis.call('HGET', KEYS[1], 'queued_at') or redis.call('HGET', KEYS[1], 'created_at')
+if not since or since > ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'queued_at', ARGV[1])
+return 1
+"""
+
+# Drop jobs whose keys have expired from every index. KEYS: jobs, expiring, then the
+# status indexes. ARGV: job key prefix, unix now, at most this many. Returns the count.
+PRUNE = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
+local dropped = 0
+for _, id in ipairs(ids) do
+  if redis.call('EXISTS', ARGV[1] .. id) == 0 then
+    for i = 1, #KEYS do redis.call('ZREM', KEYS[i], id) end
+    dropped = dropped + 1
+  else
+    redis.call('ZREM', KEYS[2], id)  -- alive again? then its next end re-adds it
+  end
+end
+return dropped
 """

@@ -1,4 +1,9 @@
-"""The task queue as the API sees it: a Celery client that enqueues by task name only."""
+"""Queue naming and the Celery settings every process shares; the Enqueuer sends job ids.
+
+Every broker key lives under ``{DESCENT_KEY_PREFIX}:broker:`` (kombu's
+``global_keyprefix``), so two deployments with different prefixes on one Redis database
+never see each other's messages.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,25 @@ from celery import Celery
 from app.settings import Settings
 
 TRAIN_TASK = "descent.train_job"
-QUEUE = "descent"
+QUEUE = "train"  # the queue's name inside the broker prefix
+
+
+def broker_prefix(key_prefix: str) -> str:
+    """The prefix of every key the broker (kombu) makes for this deployment."""
+    return f"{key_prefix}:broker:"
+
+
+def queue_key(key_prefix: str) -> str:
+    """The Redis list that holds the train queue's waiting messages."""
+    return broker_prefix(key_prefix) + QUEUE
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings shared by the API's client and the workers (DESIGN.md reliability)."""
-    transport = {"visibility_timeout": settings.visibility_timeout}
+    transport = {
+        "visibility_timeout": settings.visibility_timeout,
+        "global_keyprefix": broker_prefix(settings.key_prefix),
+    }
     return {
         "broker_url": settings.redis_url,
         "broker_transport_options": transport,
@@ -32,6 +50,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_pool": "prefork",
         "worker_concurrency": settings.worker_concurrency,
         "worker_hijack_root_logger": False,
+        # A broker blip must not kill the running job: it keeps its state and waits out
+        # the outage itself (worker.outage).
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
     }
 
 

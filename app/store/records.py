@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from app.curve import json_safe
-from app.keys import TERMINAL_STATUSES
+from app.store.curve import json_safe
+from app.store.keys import TERMINAL_STATUSES
 
 
 class StoreError(Exception):
@@ -90,6 +90,7 @@ def new_job_fields(
         "status": "queued",
         "spec": dumps(spec),
         "created_at": now,
+        "queued_at": now,
         "started_at": "",
         "finished_at": "",
         "heartbeat_at": "",

@@ -8,8 +8,8 @@ from typing import cast
 
 import redis
 
-from app.keys import KeyLayout
-from app.records import text
+from app.store.keys import KeyLayout
+from app.store.records import text
 
 FORGET_AFTER_SECONDS = 600.0  # a worker silent this long is dropped from the set
 

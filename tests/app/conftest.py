@@ -13,15 +13,12 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from app.main import create_app
-from app.queue import TRAIN_TASK
+from app.api.main import create_app
 from app.settings import Settings
-from app.store import JobStore
+from app.store.jobs import JobStore
+from app.store.queue import TRAIN_TASK, queue_key
 
 MakeClient = Callable[..., TestClient]
-# Kombu's Redis transport keeps a queue's priority-0 messages in a list named after the
-# queue (app.queue.QUEUE): the workers read this list.
-BROKER_LIST = "descent"
 
 
 @pytest.fixture
@@ -46,7 +43,7 @@ def client(make_client: MakeClient) -> TestClient:
     return make_client()
 
 
-def enqueued_task_args(client: redis.Redis) -> list[list[Any]]:
+def enqueued_task_args(client: redis.Redis, key_prefix: str) -> list[list[Any]]:
     """The args of every train task waiting in the broker queue.
 
     Each message is JSON with a base64 body of [args, kwargs, embed]. The list is shared by
@@ -54,7 +51,9 @@ def enqueued_task_args(client: redis.Redis) -> list[list[Any]]:
     ever removed.
     """
     found = []
-    for raw in client.lrange(BROKER_LIST, 0, -1):
+    # Kombu's Redis transport keeps a queue's messages in a list named after the queue,
+    # under the deployment's broker prefix: the workers read this list.
+    for raw in client.lrange(queue_key(key_prefix), 0, -1):
         message = json.loads(raw)
         if message["headers"]["task"] != TRAIN_TASK:
             continue
@@ -67,11 +66,11 @@ def enqueued_task_args(client: redis.Redis) -> list[list[Any]]:
 
 
 @pytest.fixture
-def times_enqueued(redis_client: redis.Redis) -> Callable[[str], int]:
+def times_enqueued(redis_client: redis.Redis, key_prefix: str) -> Callable[[str], int]:
     """How many train-task messages for this job id sit in the broker queue."""
 
     def count(job_id: str) -> int:
-        return sum(args == [job_id] for args in enqueued_task_args(redis_client))
+        return sum(args == [job_id] for args in enqueued_task_args(redis_client, key_prefix))
 
     return count
 

@@ -8,11 +8,11 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
-from app.keys import KeyLayout
+from app.api.schemas import SPEC_EXAMPLE
 from app.local_redis import free_port
-from app.registry import WorkerRegistry
-from app.schemas import SPEC_EXAMPLE
-from app.store import JobStore
+from app.store.jobs import JobStore
+from app.store.keys import KeyLayout
+from app.store.registry import WorkerRegistry
 from trainer import dataset_info
 
 BUILTINS = ["fashion-mnist", "mnist", "digits", "spiral", "blobs"]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from app.curve import (
+from app.store.curve import (
     bytes_to_losses,
     curve_slice,
     downsample_indices,

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import redis
 
-from app.store import JobNotFound, JobStore, LeaseLost
+from app.store.jobs import JobNotFound, JobStore, LeaseLost
+from tests.roles import AllRoles
 
 SPEC: dict[str, Any] = {"dataset": "blobs", "epochs": 3}
 PROGRESS = {"epoch": 1, "epochs": 3, "iteration": 4, "iterations": 30, "fraction": 0.13,
@@ -71,7 +72,7 @@ def test_only_the_holder_renews_and_renewing_records_a_heartbeat(
     job_id = queued(store)
     keys = store.keys.job(job_id)
     assert store.acquire_lease(job_id, "w1", 1)
-    assert store.renew_lease(job_id, "w2", 120) is False
+    assert store.renew_lease(job_id, "w2", 120) == 0
     assert redis_client.pttl(keys.lease) <= 1000
     assert store.renew_lease(job_id, "w1", 120)
     assert redis_client.pttl(keys.lease) > 1000
@@ -90,7 +91,7 @@ def test_only_the_holder_releases(store: JobStore) -> None:
 def test_start_attempt_counts_attempts_and_keeps_the_first_start_time(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:
-    store = JobStore(redis_client, prefix=key_prefix, clock=StepClock())
+    store = AllRoles(redis_client, prefix=key_prefix, clock=StepClock())
     job_id = queued(store)
     store.acquire_lease(job_id, "w1", 60)
     assert store.start_attempt(job_id, "w1") == 1

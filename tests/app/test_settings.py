@@ -110,7 +110,7 @@ def test_unknown_DESCENT_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) 
         ({"DESCENT_TASK_SOFT_TIME_LIMIT": "3660"}, "task_soft_time_limit"),
         ({"DESCENT_TASK_TIME_LIMIT": "3000"}, "task_soft_time_limit"),
         ({"DESCENT_HEARTBEAT_SECONDS": "15"}, "heartbeat_seconds"),
-        ({"DESCENT_LEASE_SECONDS": "2"}, "heartbeat_seconds"),
+        ({"DESCENT_LEASE_SECONDS": "1"}, "heartbeat_seconds"),
         ({"DESCENT_MAX_BODY_BYTES": "0"}, "max_body_bytes"),
         ({"DESCENT_MAX_BODY_BYTES": "lots"}, "max_body_bytes"),
         ({"DESCENT_MAX_JOB_SECONDS": "-1"}, "max_job_seconds"),

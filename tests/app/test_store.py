@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -14,7 +13,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from app.settings import Settings
-from app.store import (
+from app.store.jobs import (
     IdempotencyConflict,
     JobAlreadyFinished,
     JobNotFound,
@@ -320,12 +319,30 @@ def test_read_curve_pages_with_since_and_next(store: JobStore) -> None:
     assert nothing["next"] == 5 and nothing["total"] == 5
 
 
-def test_read_curve_beyond_the_end_returns_since(store: JobStore) -> None:
+def test_read_curve_beyond_the_end_answers_next_no_larger_than_total(store: JobStore) -> None:
     job_id = running_job(store)
     write_losses(store, job_id, 1, [1.0, 2.0])
     curve = store.read_curve(job_id, since=50)
     assert curve is not None
-    assert (curve["iterations"], curve["next"], curve["total"]) == ([], 50, 2)
+    assert (curve["iterations"], curve["next"], curve["total"]) == ([], 2, 2)
+
+
+def test_epoch_rows_follow_the_cursor_so_a_poll_never_resends_one(store: JobStore) -> None:
+    job_id = running_job(store)
+    write_losses(store, job_id, 1, [1.0, 2.0, 3.0, 4.0])
+    for epoch in (1, 2):
+        store.record_epoch(job_id, "worker-a", {"epoch": epoch, "iteration": 2 * epoch})
+
+    def rows(since: int) -> list[int]:
+        curve = store.read_curve(job_id, since=since)
+        assert curve is not None
+        return [row["epoch"] for row in curve["epochs"]]
+
+    assert rows(0) == [1, 2]
+    assert rows(1) == [1, 2]
+    assert rows(2) == [2]
+    assert rows(4) == []
+    assert rows(10**12) == []  # far past the end: no Redis error, nothing new
 
 
 def test_read_curve_downsamples_keeping_the_first_new_and_last_points(store: JobStore) -> None:
@@ -377,18 +394,6 @@ def test_a_100k_point_curve_is_400_kb_and_polls_read_only_new_points(
     assert len(full["loss"]) == 1000 and full["iterations"][-1] == 100_000
 
 
-def test_stale_running_jobs_are_those_without_a_lease(store: JobStore) -> None:
-    alive = running_job(store, token="worker-a")
-    dead = running_job(store, token="worker-b")
-    store.create_job(SPEC, name=None)  # queued: no worker yet, not stale
-    finished = running_job(store, token="worker-c")
-    store.finish(finished, "succeeded", token="worker-c")
-    assert store.stale_running_jobs() == []
-    assert store.release_lease(dead, "worker-b")
-    assert store.stale_running_jobs() == [dead]
-    assert alive not in store.stale_running_jobs()
-
-
 def test_ping_reports_reachability(store: JobStore) -> None:
     assert store.ping() is True
     closed = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5,
@@ -413,22 +418,3 @@ def test_from_settings_uses_the_prefix_and_ttls(redis_url: str, key_prefix: str)
         assert store.job_ttl == 60
     finally:
         store.close()
-
-
-def test_queued_jobs_older_than_a_cutoff_are_found_oldest_first(
-    redis_client: redis.Redis, key_prefix: str
-) -> None:
-    now = [datetime(2026, 1, 1, tzinfo=UTC)]
-    store = JobStore(redis_client, prefix=key_prefix, clock=lambda: now[0])
-    old = store.create_job(SPEC, name="old")[0]["id"]
-    now[0] += timedelta(seconds=100)
-    started = store.create_job(SPEC, name="started")[0]["id"]
-    assert store.acquire_lease(started, "w" * 32, 60)
-    store.start_attempt(started, "w" * 32)
-    now[0] += timedelta(seconds=100)
-    fresh = store.create_job(SPEC, name="fresh")[0]["id"]
-    now[0] += timedelta(seconds=50)
-
-    assert store.queued_jobs_older_than(120) == [old]
-    assert store.queued_jobs_older_than(10) == [old, fresh]
-    assert store.queued_jobs_older_than(1000) == []

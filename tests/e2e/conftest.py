@@ -17,10 +17,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.local_redis import LocalRedis
-from app.main import create_app
-from app.registry import WorkerRegistry
+from app.api.main import create_app
+from app.store.registry import WorkerRegistry
 from app.settings import Settings
-from app.store import JobStore
+from app.store.jobs import JobStore
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("succeeded", "failed", "cancelled")

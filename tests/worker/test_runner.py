@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from app.settings import Settings
-from app.store import JobStore
+from app.store.jobs import JobStore
 from trainer import TrainConfig, dataset_info, estimate_cost, model_from_bytes
 from worker.runner import JobRunner
 

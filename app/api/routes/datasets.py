@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
-from app.deps import SettingsDep
-from app.schemas import DatasetList
-from trainer import catalogue
+from app.api.deps import SettingsDep
+from app.api.schemas import DatasetList
+from app.settings import Settings
+from trainer import DatasetInfo, catalogue
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+def described(info: DatasetInfo, settings: Settings) -> dict[str, Any]:
+    """A catalogue entry whose hint names the setting behind "the data directory"."""
+    entry = info.to_dict()
+    if entry["hint"] and "data directory" in entry["hint"]:
+        where = settings.data_dir or "unset"
+        entry["hint"] += f" (the data directory is DESCENT_DATA_DIR, now {where})"
+    return entry
 
 
 @router.get("", response_model=DatasetList)
 def list_datasets(settings: SettingsDep) -> dict:
     """Every built-in dataset, its shapes, and whether (and how) it is available here."""
-    return {"items": [info.to_dict() for info in catalogue(settings.data_dir)]}
+    return {"items": [described(info, settings) for info in catalogue(settings.data_dir)]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.deps import RegistryDep, SettingsDep, StoreDep
+from app.api.deps import RegistryDep, SettingsDep, StoreDep
 
 router = APIRouter(tags=["health"])
 

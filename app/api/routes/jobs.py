@@ -8,19 +8,32 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 
-from app.admission import admit
-from app.deps import EnqueuerDep, SettingsDep, StoreDep
-from app.errors import unprocessable
-from app.keys import STATUSES
-from app.records import IdempotencyConflict, JobAlreadyFinished, JobNotFound
-from app.schemas import Curve, Job, JobList, JobSpec, Status
+from app.api.admission import admit
+from app.api.deps import EnqueuerDep, SettingsDep, StoreDep
+from app.api.errors import unprocessable
+from app.api.schemas import Curve, Job, JobList, JobSpec, Metrics, MetricsNotReady, Status
+from app.store.keys import STATUSES
+from app.store.records import IdempotencyConflict, JobAlreadyFinished, JobNotFound
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 MAX_CURVE_POINTS = 100_000
+# The curve's cursor can never pass the most iterations a job may run (DESCENT_MAX_ITERATIONS
+# is at most this), so no `since` reaches Redis as an offset it cannot represent.
+MAX_SINCE = 10**9
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such job"}}
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="1 to 200 visible ASCII characters; a retry with the same key and body "
+        "returns the first job instead of making another.",
+    ),
+]
 
 
 def _not_found(job_id: str) -> HTTPException:
@@ -43,7 +56,7 @@ def submit_job(
     store: StoreDep,
     enqueuer: EnqueuerDep,
     settings: SettingsDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Validate the spec, store the job as `queued` and enqueue it by id."""
     admission = admit(spec, settings)
@@ -102,7 +115,9 @@ def get_job(job_id: str, store: StoreDep) -> Any:
 def get_curve(
     job_id: str,
     store: StoreDep,
-    since: Annotated[int, Query(ge=0, description="Return iterations after this one")] = 0,
+    since: Annotated[
+        int, Query(ge=0, le=MAX_SINCE, description="Return iterations after this one")
+    ] = 0,
     max_points: Annotated[int, Query(ge=1, le=MAX_CURVE_POINTS)] = 1000,
 ) -> Any:
     """Mini-batch losses after `since` (evenly downsampled, the last kept) and epoch rows."""
@@ -116,7 +131,11 @@ def get_curve(
 
 @router.get(
     "/{job_id}/metrics",
-    responses={**NOT_FOUND, 409: {"description": "The job has not succeeded (yet)"}},
+    response_model=Metrics,
+    responses={
+        **NOT_FOUND,
+        409: {"model": MetricsNotReady, "description": "The job has not succeeded (yet)"},
+    },
 )
 def get_metrics(job_id: str, store: StoreDep) -> Any:
     """The final test-set metrics of a succeeded job."""

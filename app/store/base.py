@@ -1,0 +1,137 @@
+"""What every role of the job store shares: the Redis client, the key layout, the clock,
+and the one terminal transition of a job."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Self
+
+import redis
+
+from app.store import lua
+from app.store.keys import TERMINAL_STATUSES, JobKeys, KeyLayout, check_status, is_job_id
+from app.store.records import (
+    JobNotFound,
+    check_token,
+    decode_hash,
+    dumps,
+    iso,
+    job_document,
+    utc_now,
+)
+
+if TYPE_CHECKING:
+    from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """A Redis client for the job store (bytes in and out) with bounded waits."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=False,
+        socket_connect_timeout=5,
+        socket_timeout=30,
+        health_check_interval=30,
+    )
+
+
+class StoreBase:
+    """A role's view of the store; JobStore (the API), LeaseHolder (a worker running a job)
+    and Reaper (a worker cleaning up after dead ones) build on it."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str,
+        job_ttl: int,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        if client.get_connection_kwargs().get("decode_responses"):
+            raise ValueError("the Redis client must use decode_responses=False, got True")
+        if not prefix:
+            raise ValueError(f"prefix must be a non-empty string, got {prefix!r}")
+        if job_ttl <= 0:
+            raise ValueError(f"job_ttl must be > 0 seconds, got {job_ttl}")
+        self._redis: Any = client  # redis-py's return types are unions with Awaitable
+        self.keys = KeyLayout(prefix)
+        self.job_ttl = int(job_ttl)
+        self._clock = clock
+        self._finish = self._script(lua.FINISH)
+
+    def _script(self, source: str) -> Any:
+        """A Lua script of app.store.lua, registered on this role's client."""
+        return self._redis.register_script(source)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> Self:
+        """This role on `client` (a new connection pool when None) with the settings' keys."""
+        return cls(
+            client if client is not None else connect(settings),
+            prefix=settings.key_prefix,
+            job_ttl=settings.job_ttl_seconds,
+        )
+
+    @property
+    def client(self) -> redis.Redis:
+        client: redis.Redis = self._redis
+        return client
+
+    def close(self) -> None:
+        self._redis.close()
+
+    def _now(self) -> str:
+        return iso(self._clock())
+
+    def _job_keys(self, job_id: str) -> JobKeys:
+        if not is_job_id(job_id):
+            raise JobNotFound(job_id)
+        return self.keys.job(job_id)
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        """The public Job, or None for an unknown (or expired) id."""
+        if not is_job_id(job_id):
+            return None
+        raw = self._redis.hgetall(self.keys.job(job_id).job)
+        return job_document(decode_hash(raw)) if raw else None
+
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        token: str | None = None,
+        error: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        warnings: list[str] | None = None,
+        weights: bytes | None = None,
+    ) -> bool:
+        """Move a queued or running job to a terminal status, once; return whether it moved.
+
+        With a token, only while the lease is that token's or absent. Stores error,
+        metrics, (merged) warnings and the trained weights, drops the lease and
+        checkpoint, and puts the job TTL on every key of the job.
+        """
+        if check_status(status) not in TERMINAL_STATUSES:
+            raise ValueError(f"status must be one of {sorted(TERMINAL_STATUSES)}, got {status!r}")
+        if error is not None and not {"code", "message"} <= set(error):
+            raise ValueError(f"error must have 'code' and 'message', got {dict(error)!r}")
+        args: list[str | int | bytes] = [
+            status,
+            "" if token is None else check_token(token),
+            self._now(),
+            self.job_ttl,
+            "" if error is None else dumps(error),
+            "" if metrics is None else dumps(metrics),
+            dumps(warnings) if warnings else "",
+            weights or b"",
+        ]
+        job_keys = self._job_keys(job_id)
+        moved = bool(self._finish(keys=[*job_keys.all(), job_keys.weights], args=args))
+        if moved:
+            logger.info("job %s finished: %s", job_id, status)
+        return moved
