@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from app.store.curve import json_safe
 
 MAX_SHOWN = 120  # characters of a value echoed back in a message
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def clean(value: Any) -> Any:
@@ -17,7 +19,7 @@ def clean(value: Any) -> Any:
     surrogates (which UTF-8 cannot encode) become U+FFFD."""
     value = json_safe(value)
     if isinstance(value, str):
-        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return _SURROGATE.sub("\ufffd", value)
     if isinstance(value, dict):
         return {clean(key): clean(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from app.api.deps import get_enqueuer
@@ -267,3 +268,24 @@ def test_get_shows_progress_and_attempts_of_a_running_job(
     assert job["attempts"] == 1
     assert job["started_at"] is not None
     assert job["progress"]["iteration"] == 2
+
+
+def test_everything_a_submission_writes_to_redis_is_under_the_key_prefix(
+    make_client: Callable[..., TestClient], redis_url: str, key_prefix: str
+) -> None:
+    # A database of its own, so that other tests' keys cannot be mistaken for ours.
+    db = 7
+    url = redis_url.rsplit("/", 1)[0] + f"/{db}"
+    raw = redis.Redis.from_url(url)
+    before = set(raw.keys("*"))
+    client = make_client(redis_url=url)
+
+    response = client.post("/v1/jobs", json={"dataset": "spiral"})
+
+    assert response.status_code == 202
+    made = {key.decode() for key in set(raw.keys("*")) - before}
+    assert made, "the submission wrote nothing"
+    assert all(key.startswith(f"{key_prefix}:") for key in made), sorted(made)
+    assert f"{key_prefix}:broker:train" in made  # the message itself
+    raw.delete(*made)
+    raw.close()

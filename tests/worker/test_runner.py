@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from app.settings import Settings
 from app.store.jobs import JobStore
-from trainer import TrainConfig, dataset_info, estimate_cost, model_from_bytes
+from trainer import TrainConfig, dataset_info, estimate_cost, model_from_bytes, train
 from worker.runner import JobRunner
 
 SPIRAL = {
@@ -131,19 +132,52 @@ def test_cancel_during_the_run_ends_it_cancelled_within_a_batch(
     assert curve is not None and 0 < curve["total"] < 200 * 162
 
 
+def test_a_cancel_stops_the_run_within_a_few_batches_without_waiting_for_a_flush(
+    store: JobStore, settings: Settings
+) -> None:
+    # Progress flushes are made rare, so only the cancel channel can stop the run early.
+    rare_flushes = settings.model_copy(
+        update={"progress_flush_seconds": 600, "progress_flush_iterations": 10**6}
+    )
+    job_id = queued(store, dataset="digits", hidden_sizes=[256, 256], batch_size=8, epochs=2)
+    checks = {"count": 0, "cancelled_at": 0, "stopped_at": 0}
+
+    def train_and_cancel_at_batch_30(config: Any, dataset: Any, callbacks: Any,
+                                     resume: Any = None) -> Any:
+        halted = callbacks.should_stop
+
+        def should_stop() -> bool:
+            checks["count"] += 1
+            if checks["count"] == 30:
+                store.request_cancel(job_id)  # as a client would, mid-run
+                checks["cancelled_at"] = checks["count"]
+            if halted():
+                checks["stopped_at"] = checks["count"]
+                return True
+            return False
+
+        return train(config, dataset, replace(callbacks, should_stop=should_stop),
+                     resume=resume)
+
+    runner = JobRunner(store, rare_flushes, job_id, train_fn=train_and_cancel_at_batch_30)
+    assert runner.run() == "cancelled"
+    # An epoch is 182 batches: before the cancel channel, the run went on to the epoch's end.
+    assert checks["cancelled_at"] == 30
+    assert 0 <= checks["stopped_at"] - checks["cancelled_at"] <= 20, checks
+    curve = store.read_curve(job_id)
+    assert curve is not None and curve["total"] < 60
+
+
 def test_the_soft_time_limit_fails_the_job_as_time_limit(
-    store: JobStore, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    store: JobStore, settings: Settings
 ) -> None:
     from celery.exceptions import SoftTimeLimitExceeded
-
-    import worker.runner as runner_module
 
     def out_of_time(*args: Any, **kwargs: Any) -> Any:
         raise SoftTimeLimitExceeded()  # what Celery raises inside the task at the soft limit
 
-    monkeypatch.setattr(runner_module, "train", out_of_time)
     job_id = queued(store)
-    assert JobRunner(store, settings, job_id).run() == "failed: time_limit"
+    assert JobRunner(store, settings, job_id, train_fn=out_of_time).run() == "failed: time_limit"
     job = store.get_job(job_id)
     assert job is not None and job["error"]["code"] == "time_limit"
     assert f"{settings.task_soft_time_limit:g} s" in job["error"]["message"]
@@ -177,7 +211,8 @@ def test_each_epoch_is_checkpointed_within_the_budget(
 ) -> None:
     sizes = counting_checkpoints(store, monkeypatch)
     job_id = queued(store)
-    assert JobRunner(store, settings, job_id).run() == "succeeded"
+    every_epoch = settings.model_copy(update={"checkpoint_seconds": 0})
+    assert JobRunner(store, every_epoch, job_id).run() == "succeeded"
     assert len(sizes) == SPIRAL["epochs"]
     config = TrainConfig.from_dict(SPIRAL)
     info = dataset_info("spiral")
@@ -185,6 +220,16 @@ def test_each_epoch_is_checkpointed_within_the_budget(
     assert max(sizes) <= estimate.checkpoint_bytes  # what the runner's decision rests on
     job = store.get_job(job_id)
     assert job is not None and not any("checkpoint" in w for w in job["warnings"])
+
+
+def test_checkpoints_follow_their_cadence_and_the_last_epoch_always_has_one(
+    store: JobStore, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = counting_checkpoints(store, monkeypatch)
+    job_id = queued(store, epochs=20)  # a fast job: its 20 epochs fit in one cadence period
+    assert settings.checkpoint_seconds == 30  # the default
+    assert JobRunner(store, settings, job_id).run() == "succeeded"
+    assert len(sizes) == 1
 
 
 def test_a_network_whose_checkpoint_is_over_the_budget_runs_without_and_says_so(
