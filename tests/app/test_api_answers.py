@@ -89,7 +89,9 @@ def test_an_unknown_dataset_suggests_the_known_one(client: TestClient) -> None:
 def test_a_misspelt_choice_suggests_the_allowed_one(client: TestClient) -> None:
     error = only_error(client.post("/v1/jobs", json={**SPIRAL, "activation": "relu6"}))
 
-    assert error["msg"] == 'activation must be one of sigmoid, relu, got "relu6"; did you mean "relu"?'
+    assert error["msg"] == (
+        'activation must be one of sigmoid, relu, got "relu6"; did you mean "relu"?'
+    )
 
 
 @pytest.mark.parametrize("field", ["epochs", "batch_size", "seed", "early_stopping_patience"])
