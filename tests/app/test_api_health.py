@@ -188,3 +188,37 @@ def test_docs_answer_200(client: TestClient) -> None:
 
     assert response.status_code == 200
     assert "swagger" in response.text.lower()
+
+
+def test_the_first_example_works_on_a_fresh_machine(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    first = schema["components"]["schemas"]["JobSpec"]["examples"][0]
+
+    assert dataset_info(first["dataset"]).available  # no optional dataset package needed
+    assert client.post("/v1/jobs", json=first).status_code == 202
+
+
+def test_docs_load_every_asset_from_the_api_itself(client: TestClient) -> None:
+    import re
+
+    page = client.get("/docs").text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+
+    assert assets, page
+    for asset in assets:
+        assert asset.startswith("/"), f"{asset} is not served by the API (needs internet)"
+        assert client.get(asset).status_code == 200, asset
+
+
+def test_the_api_version_is_the_package_version(client: TestClient) -> None:
+    from importlib.metadata import version
+
+    assert client.get("/openapi.json").json()["info"]["version"] == version("descent")
+
+
+def test_every_answer_of_the_job_routes_has_a_schema(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    metrics = paths["/v1/jobs/{job_id}/metrics"]["get"]["responses"]
+
+    assert "$ref" in str(metrics["200"]["content"]["application/json"]["schema"])
+    assert "$ref" in str(metrics["409"]["content"]["application/json"]["schema"])
