@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class TrainerError(Exception):
     """Base class of every error the trainer raises on purpose."""
@@ -56,3 +58,8 @@ class Stopped(TrainerError):
     def __init__(self, iteration: int) -> None:
         super().__init__(f"stopped on request after iteration {iteration}")
         self.iteration = iteration
+
+
+# Called between the pieces of a long computation (initialisation, an evaluation pass, a
+# numerical gradient); raises Stopped to abandon it. The training loop's asks should_stop().
+StopCheck = Callable[[], None]

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from trainer.errors import StopCheck
 from trainer.network import Network
 
 Array = np.ndarray
@@ -25,10 +26,14 @@ class Evaluation:
         return {"loss": self.loss, "accuracy": self.accuracy}
 
 
-def evaluate(net: Network, x: Array, t: Array, rows: Array | None = None) -> Evaluation:
+def evaluate(
+    net: Network, x: Array, t: Array, rows: Array | None = None,
+    check_stop: StopCheck | None = None,
+) -> Evaluation:
     """Mean loss and accuracy of `net` on (x, t), or on (x[rows], t), in batches.
 
     NaN for an empty set. With `rows`, each batch is gathered from x as it is needed.
+    `check_stop`, if given, is called before each batch (it may raise to abandon the pass).
     """
     n = x.shape[0] if rows is None else len(rows)
     if n == 0:
@@ -36,6 +41,8 @@ def evaluate(net: Network, x: Array, t: Array, rows: Array | None = None) -> Eva
     total = 0.0
     predictions = np.empty(n, dtype=np.int64)
     for start in range(0, n, EVAL_BATCH):
+        if check_stop is not None:
+            check_stop()
         stop = min(start + EVAL_BATCH, n)
         xb = x[start:stop] if rows is None else x[rows[start:stop]]
         xb = xb.astype(net.dtype, copy=False)
@@ -74,9 +81,11 @@ def per_class(matrix: Array) -> list[dict[str, Any]]:
     ]
 
 
-def report_test_set(net: Network, x: Array, t: Array, n_classes: int) -> dict[str, Any]:
+def report_test_set(
+    net: Network, x: Array, t: Array, n_classes: int, check_stop: StopCheck | None = None
+) -> dict[str, Any]:
     """The `test` block of a job's metrics."""
-    result = evaluate(net, x, t)
+    result = evaluate(net, x, t, check_stop=check_stop)
     matrix = confusion_matrix(t, result.predictions, n_classes)
     return {
         "loss": result.loss,

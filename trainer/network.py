@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from trainer.errors import StopCheck
 from trainer.functions import (
     ACTIVATION_GRADS_INPLACE,
     ACTIVATIONS_INPLACE,
@@ -22,20 +23,28 @@ def init_params(
     rng: np.random.Generator,
     weight_init_std: float | None = None,
     dtype: str = "float32",
+    check_stop: StopCheck | None = None,
 ) -> list[Array]:
     """[W0, b0, W1, b1, ...] with W_l of shape (sizes[l], sizes[l+1]) and zero biases.
 
     Without an explicit std: He (sqrt(2 / n_in)) for relu, Xavier (sqrt(1 / n_in)) for
-    sigmoid, as in the book's chapter 6; the book's chapter 4 uses a fixed 0.01.
+    sigmoid, as in the book's chapter 6; the book's chapter 4 uses a fixed 0.01. A std so
+    large that weights overflow gives infinite weights (the training loop refuses them).
+    `check_stop`, if given, is called before each layer (a 4096 x 4096 one takes a while).
     """
     params: list[Array] = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        if check_stop is not None:
+            check_stop()
         if weight_init_std is not None:
             std = weight_init_std
         else:
             std = np.sqrt((2.0 if activation == "relu" else 1.0) / n_in)
-        weights = rng.standard_normal((n_in, n_out)) * std
-        params.append(np.ascontiguousarray(weights, dtype=dtype))
+        weights = rng.standard_normal((n_in, n_out))
+        with np.errstate(over="ignore"):
+            weights *= std  # in place: one float64 temporary per layer, not two
+            params.append(np.ascontiguousarray(weights, dtype=dtype))
+        del weights
         params.append(np.zeros(n_out, dtype=dtype))
     return params
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.trainer.oracle import naive_numerical_gradient
-from trainer import numerical
+from trainer import last_hidden, numerical
 from trainer.network import Network, init_params
 from trainer.numerical import H, gradient_check, numerical_gradient
 
@@ -38,7 +38,7 @@ def large_problem(
     """Large inputs into the last hidden layer and large output weights.
 
     h * |input| * |output weight differences| is then far above what the exponential series
-    of numerical.py can sum to float64 accuracy, so it must take the direct-exp fallback.
+    of last_hidden.py can sum to float64 accuracy, so it must take the direct-exp fallback.
     The layers in between are scaled so that the softmax is not saturated (a saturated one
     has a vanishing gradient, which would make the comparison meaningless).
     """
@@ -121,18 +121,18 @@ def test_large_inputs_and_weights_take_the_direct_exp_path_and_agree_with_the_or
 ) -> None:
     net, x, t = large_problem(activation, loss, hidden)
     calls: list[int] = []
-    direct = numerical._direct_last_hidden
+    direct = last_hidden._direct_last_hidden
 
     def counting(*args: object) -> np.ndarray:
         calls.append(1)
         return direct(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(numerical, "_direct_last_hidden", counting)
+    monkeypatch.setattr(last_hidden, "_direct_last_hidden", counting)
     fast = numerical_gradient(net, x, t)
     assert calls, "the series path was taken: this case does not test the fallback"
     slow = naive_numerical_gradient(net, x, t)
-    last_hidden = 2 * (len(hidden) - 1)  # the weights whose gradient the fallback computed
-    assert float(np.abs(slow[last_hidden]).max()) > 1e-2  # a gradient worth comparing
+    last_weights = 2 * (len(hidden) - 1)  # the weights whose gradient the fallback computed
+    assert float(np.abs(slow[last_weights]).max()) > 1e-2  # a gradient worth comparing
     assert max_relative_error(fast, slow) < 1e-6
 
 

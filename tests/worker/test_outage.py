@@ -1,0 +1,135 @@
+"""A job whose worker lives through Redis restarts: no attempt used, the same result."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from app.local_redis import free_port, redis_server_binary
+from app.settings import Settings
+from tests.roles import AllRoles
+from worker.runner import JobRunner
+
+SPEC: dict[str, Any] = {
+    "dataset": "digits", "hidden_sizes": [128, 128], "activation": "relu",
+    "loss": "cross_entropy", "gradient": "backprop", "dtype": None, "learning_rate": 0.05,
+    "momentum": 0.9, "batch_size": 8, "epochs": 12, "validation_fraction": 0.1,
+    "early_stopping_patience": None, "weight_init_std": None, "seed": 3,
+}
+
+
+class PersistentRedis:
+    """A redis-server with an append-only file (fsync every second), killed and restarted
+    on the same port and directory as a crashed and recovered production Redis would be."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port),
+             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+             "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if client.ping():
+                    return
+            except redis.RedisError:
+                pass  # still loading the AOF
+            assert time.monotonic() < deadline, "redis-server did not come back"
+            time.sleep(0.05)
+
+    def crash(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+@pytest.fixture
+def persistent_redis(tmp_path: Path) -> Iterator[PersistentRedis]:
+    server = PersistentRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.process.terminate()
+            server.process.wait()
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def run_job(store: AllRoles, settings: Settings) -> tuple[str, threading.Thread, list[str]]:
+    job_id = str(store.create_job(SPEC, name=None)[0]["id"])
+    outcome: list[str] = []
+    thread = threading.Thread(
+        target=lambda: outcome.append(JobRunner(store, settings, job_id).run()), daemon=True
+    )
+    thread.start()
+    return job_id, thread, outcome
+
+
+def wait_for_progress(store: AllRoles, job_id: str, beyond: int) -> int:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            job = store.get_job(job_id)
+        except redis.ConnectionError:
+            job = None
+        if job is not None and job["progress"]["iteration"] > beyond:
+            return int(job["progress"]["iteration"])
+        assert time.monotonic() < deadline, f"no progress beyond iteration {beyond}"
+        time.sleep(0.02)
+
+
+def test_a_job_lives_through_three_redis_restarts_with_no_attempt_used(
+    persistent_redis: PersistentRedis, key_prefix: str
+) -> None:
+    settings = Settings(redis_url=persistent_redis.url, key_prefix=key_prefix,
+                        lease_seconds=1, heartbeat_seconds=0.2, redis_outage_seconds=60)
+    client = redis.Redis.from_url(persistent_redis.url, socket_connect_timeout=1)
+    store = AllRoles(client, prefix=key_prefix)
+
+    reference_id, thread, outcome = run_job(store, settings)
+    thread.join(timeout=120)
+    assert outcome == ["succeeded"]
+
+    job_id, thread, outcome = run_job(store, settings)
+    seen = 0
+    for _ in range(3):
+        seen = wait_for_progress(store, job_id, seen + 100)
+        persistent_redis.crash()
+        time.sleep(1.5)  # down for longer than the lease: the worker must take it back
+        persistent_redis.start()
+    thread.join(timeout=120)
+
+    assert outcome == ["succeeded"]
+    job = store.get_job(job_id)
+    assert job is not None and job["status"] == "succeeded"
+    assert job["attempts"] == 1
+    reference = store.read_curve(reference_id, max_points=100_000)
+    survived = store.read_curve(job_id, max_points=100_000)
+    assert reference is not None and survived is not None
+    assert survived["total"] == reference["total"] == job["progress"]["iterations"]
+    assert survived["loss"] == reference["loss"]
+    assert survived["epochs"] == reference["epochs"]
+    assert store.get_metrics(job_id)["test"] == store.get_metrics(reference_id)["test"]
+    client.close()
