@@ -154,3 +154,20 @@ def test_get_settings_reads_the_environment_once(monkeypatch: pytest.MonkeyPatch
 
     assert get_settings() is first
     assert first.key_prefix == "first"
+
+
+def test_a_dead_workers_job_is_requeued_and_readiness_drops_within_seconds_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("DESCENT_LEASE_SECONDS", "DESCENT_HEARTBEAT_SECONDS",
+                 "DESCENT_REAPER_INTERVAL_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+
+    # The lease lapses, then the next reaper pass (on any live worker) re-queues the job:
+    # under 10 s from the kill, leaving a new worker a few seconds to start it.
+    worst_requeue = settings.lease_seconds + settings.reaper_interval_seconds
+    assert worst_requeue <= 7
+    # /readyz counts workers heard from within 3 heartbeats.
+    assert 3 * settings.heartbeat_seconds <= 3
+    assert settings.heartbeat_seconds * 3 < settings.lease_seconds + 1
