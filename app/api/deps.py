@@ -12,7 +12,7 @@ from app.store.queue import Enqueuer
 from app.store.registry import WorkerRegistry
 
 
-def get_settings(request: Request) -> Settings:
+def request_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -32,7 +32,7 @@ def get_registry(request: Request) -> WorkerRegistry:
     return registry
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(request_settings)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 EnqueuerDep = Annotated[Enqueuer, Depends(get_enqueuer)]
 RegistryDep = Annotated[WorkerRegistry, Depends(get_registry)]
