@@ -1,7 +1,4 @@
-"""Descent's numeric core: NumPy mini-batch gradient descent for small fully-connected nets.
-
-Imports only NumPy and the standard library (scikit-learn lazily, for `digits`).
-"""
+"""Descent's numeric core: NumPy mini-batch gradient descent (NumPy and the stdlib only)."""
 
 from trainer.checkpoint import Checkpoint, EpochRecord
 from trainer.config import TrainConfig
@@ -16,9 +13,10 @@ from trainer.errors import (
     TrainerError,
     UnknownDataset,
 )
-from trainer.loop import Callbacks, TrainResult, planned_iterations, train, training_size
+from trainer.loop import TrainResult, planned_iterations, train, training_size
 from trainer.model import model_from_bytes, model_to_bytes
 from trainer.numerical import gradient_check, numerical_gradient
+from trainer.reporting import Callbacks
 
 __all__ = [
     "Callbacks",

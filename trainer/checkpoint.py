@@ -1,4 +1,4 @@
-"""The full state of a run at an epoch end, and its portable byte form (npz + JSON)."""
+"""A run's state at an epoch end and its portable byte form (npz + JSON); the epoch row."""
 
 from __future__ import annotations
 
@@ -58,39 +58,44 @@ class EpochRecord:
         return cls(**data)
 
 
+FORMAT = "descent-checkpoint/2"  # 1 carried every iteration's loss and every epoch's row
+
+
 @dataclass
 class Checkpoint:
-    """Everything a resumed run needs to continue bitwise identically."""
+    """What a resumed run needs to continue bitwise identically, and nothing that the curve
+    in the job store already holds: its size depends on the network, not on the run's length.
+    """
 
     epoch: int  # epochs completed
     iteration: int  # iterations completed
     params: list[Array]
-    best_params: list[Array]
-    best_epoch: int
-    best_val_loss: float
-    epochs_without_improvement: int
-    velocity: list[Array]
+    velocity: list[Array]  # the optimiser's momentum ([] without momentum)
     rng_state: dict[str, Any]  # the shuffling generator's bit_generator.state
-    losses: Array  # float32, one per iteration so far
-    epochs: list[EpochRecord]
-    elapsed_seconds: float
+    best_params: list[Array]  # the model chosen so far, of epoch best_epoch
+    best_epoch: int
+    best_val_loss: float | None  # None without a validation set (the last epoch is chosen)
+    epochs_without_improvement: int
+    recent_epochs: list[EpochRecord]  # the last few rows: what the end-of-run warnings read
     initial_loss: float  # training loss before the first step: the divergence reference
+    elapsed_seconds: float
 
     def to_bytes(self) -> bytes:
         meta = {
+            "format": FORMAT,
             "epoch": self.epoch,
             "iteration": self.iteration,
+            "rng_state": self.rng_state,
             "best_epoch": self.best_epoch,
             "best_val_loss": self.best_val_loss,
             "epochs_without_improvement": self.epochs_without_improvement,
-            "rng_state": self.rng_state,
-            "epochs": [e.to_dict() for e in self.epochs],
-            "elapsed_seconds": self.elapsed_seconds,
+            "recent_epochs": [e.to_dict() for e in self.recent_epochs],
             "initial_loss": self.initial_loss,
+            "elapsed_seconds": self.elapsed_seconds,
             "n_params": len(self.params),
             "n_velocity": len(self.velocity),
         }
-        arrays: dict[str, Array] = {"losses": self.losses}
+        arrays: dict[str, Array] = {}
         for k, p in enumerate(self.params):
             arrays[f"param_{k}"] = p
         for k, p in enumerate(self.best_params):
@@ -102,19 +107,20 @@ class Checkpoint:
     @classmethod
     def from_bytes(cls, blob: bytes) -> Checkpoint:
         with read_npz(blob, "checkpoint") as (meta, data):
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
             n_params = meta["n_params"]
             return cls(
                 epoch=meta["epoch"],
                 iteration=meta["iteration"],
                 params=[data[f"param_{k}"] for k in range(n_params)],
+                velocity=[data[f"velocity_{k}"] for k in range(meta["n_velocity"])],
+                rng_state=meta["rng_state"],
                 best_params=[data[f"best_{k}"] for k in range(n_params)],
                 best_epoch=meta["best_epoch"],
                 best_val_loss=meta["best_val_loss"],
                 epochs_without_improvement=meta["epochs_without_improvement"],
-                velocity=[data[f"velocity_{k}"] for k in range(meta["n_velocity"])],
-                rng_state=meta["rng_state"],
-                losses=data["losses"],
-                epochs=[EpochRecord.from_dict(e) for e in meta["epochs"]],
-                elapsed_seconds=meta["elapsed_seconds"],
+                recent_epochs=[EpochRecord.from_dict(e) for e in meta["recent_epochs"]],
                 initial_loss=meta["initial_loss"],
+                elapsed_seconds=meta["elapsed_seconds"],
             )

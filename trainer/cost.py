@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from trainer.advice import RECENT_EPOCHS
 from trainer.config import TrainConfig
 from trainer.loop import TRAIN_EVAL_SAMPLES, planned_iterations, training_size
 
 MATMUL_FLOPS_PER_SECOND = {"float32": 3.0e10, "float64": 1.5e10}
 ELEMENTWISE_PER_SECOND = 1.5e9  # float64 element operations of the numerical gradient
 STEP_OVERHEAD_SECONDS = 3e-5  # Python and NumPy call overhead of one training step
-CHECKPOINT_OVERHEAD_BYTES = 16 * 1024  # zip headers, RNG state, metadata (measured: 3 KB)
-CHECKPOINT_EPOCH_BYTES = 256  # one epoch's row in the metadata (measured: 170 bytes)
+CHECKPOINT_BASE_BYTES = 4 * 1024  # zip directory, RNG state, counters (measured: < 2 KB)
+CHECKPOINT_ARRAY_BYTES = 512  # per array: its zip entry and .npy header (measured: 246 bytes)
+CHECKPOINT_EPOCH_BYTES = 256  # one kept epoch row in the metadata (measured: 170 bytes)
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class CostEstimate:
     iterations: int
     flops: float  # floating-point operations, matmul and elementwise together
     seconds: float
-    checkpoint_bytes: int  # one epoch-end Checkpoint.to_bytes(), at its largest (the last)
+    checkpoint_bytes: int  # one Checkpoint.to_bytes(): the same size all run long
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -58,18 +60,24 @@ def estimate_cost(
         iterations=iterations,
         flops=flops,
         seconds=seconds,
-        checkpoint_bytes=checkpoint_bytes(config, sizes, iterations),
+        checkpoint_bytes=checkpoint_bytes(config, sizes),
     )
 
 
-def checkpoint_bytes(config: TrainConfig, sizes: tuple[int, ...], iterations: int) -> int:
+def checkpoint_bytes(config: TrainConfig, sizes: tuple[int, ...]) -> int:
     """Upper estimate of a checkpoint: the weights, the best epoch's weights, the momentum
-    velocity when there is momentum, the float32 loss of every iteration, the epoch rows."""
+    velocity when there is momentum (one flat array), and a few epoch rows. No curve: its
+    size does not depend on the number of iterations or epochs."""
     n_params = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=False))
     itemsize = 8 if config.resolved_dtype == "float64" else 4
     copies = 3 if config.momentum else 2
-    curve = 4 * iterations + CHECKPOINT_EPOCH_BYTES * config.epochs
-    return n_params * itemsize * copies + curve + CHECKPOINT_OVERHEAD_BYTES
+    n_arrays = 2 * 2 * (len(sizes) - 1) + (1 if config.momentum else 0)
+    return (
+        n_params * itemsize * copies
+        + n_arrays * CHECKPOINT_ARRAY_BYTES
+        + RECENT_EPOCHS * CHECKPOINT_EPOCH_BYTES
+        + CHECKPOINT_BASE_BYTES
+    )
 
 
 def _numerical_ops_per_sample(sizes: tuple[int, ...]) -> float:

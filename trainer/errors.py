@@ -36,22 +36,21 @@ class UnknownDataset(DatasetError):
 
 
 class Diverged(TrainerError):
-    """The loss became non-finite or exploded: the learning rate is too large."""
+    """The loss became non-finite or exploded; `field` names the setting to blame (the
+    learning rate, too large)."""
 
     code = "diverged"
 
-    def __init__(self, iteration: int, loss: float, learning_rate: float) -> None:
-        super().__init__(
-            f"training diverged at iteration {iteration}: loss {loss!r}; "
-            f"learning_rate {learning_rate!r} is too large, try {learning_rate / 10:g}"
-        )
+    def __init__(self, iteration: int, loss: float, field: str, advice: str) -> None:
+        where = f"at iteration {iteration}" if iteration else "before the first step"
+        super().__init__(f"training diverged {where}: loss {loss!r}; {advice}")
         self.iteration = iteration
         self.loss = loss
-        self.learning_rate = learning_rate
+        self.field = field
 
 
 class Stopped(TrainerError):
-    """`should_stop` returned true between two batches (cancellation)."""
+    """`should_stop` returned true (cancellation); `iteration` iterations were completed."""
 
     code = "cancelled"
 

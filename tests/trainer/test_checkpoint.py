@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-import math
+import json
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from trainer.errors import TrainerError
 
 
 def make_checkpoint(
-    best_val_loss: float = 0.25, velocity: bool = True, epochs_with_val: bool = True
+    best_val_loss: float | None = 0.25, velocity: bool = True, epochs_with_val: bool = True
 ) -> Checkpoint:
     rng = np.random.default_rng(0)
     shuffle = np.random.default_rng(123)
@@ -31,22 +32,21 @@ def make_checkpoint(
         epoch=3,
         iteration=15,
         params=params,
+        velocity=[p / 3 for p in params] if velocity else [],
+        rng_state=dict(shuffle.bit_generator.state),
         best_params=[p * 2 for p in params],
         best_epoch=2,
         best_val_loss=best_val_loss,
         epochs_without_improvement=1,
-        velocity=[p / 3 for p in params] if velocity else [],
-        rng_state=dict(shuffle.bit_generator.state),
-        losses=rng.normal(size=15).astype(np.float32),
-        epochs=records,
-        elapsed_seconds=1.5,
+        recent_epochs=records,
         initial_loss=1.0986,
+        elapsed_seconds=1.5,
     )
 
 
 def assert_same(a: Checkpoint, b: Checkpoint) -> None:
     for name in ("epoch", "iteration", "best_epoch", "best_val_loss",
-                 "epochs_without_improvement", "rng_state", "epochs", "elapsed_seconds",
+                 "epochs_without_improvement", "rng_state", "recent_epochs", "elapsed_seconds",
                  "initial_loss"):
         assert getattr(a, name) == getattr(b, name), name
     for name in ("params", "best_params", "velocity"):
@@ -55,8 +55,6 @@ def assert_same(a: Checkpoint, b: Checkpoint) -> None:
         for x, y in zip(xs, ys, strict=True):
             assert x.dtype == y.dtype and x.shape == y.shape
             np.testing.assert_array_equal(x, y)
-    assert a.losses.dtype == b.losses.dtype == np.float32
-    np.testing.assert_array_equal(a.losses, b.losses)
 
 
 @pytest.mark.parametrize("velocity", [True, False])
@@ -69,12 +67,31 @@ def test_round_trip_through_bytes_is_lossless(velocity: bool) -> None:
     assert restored.to_bytes() == blob
 
 
-def test_round_trip_keeps_an_infinite_best_loss_and_missing_validation() -> None:
-    checkpoint = make_checkpoint(best_val_loss=math.inf, epochs_with_val=False)
+def test_round_trip_keeps_a_missing_best_loss_and_missing_validation() -> None:
+    checkpoint = make_checkpoint(best_val_loss=None, epochs_with_val=False)
     restored = Checkpoint.from_bytes(checkpoint.to_bytes())
-    assert restored.best_val_loss == math.inf
-    assert restored.epochs[0].val_loss is None and restored.epochs[0].val_accuracy is None
+    assert restored.best_val_loss is None
+    row = restored.recent_epochs[0]
+    assert row.val_loss is None and row.val_accuracy is None
     assert_same(checkpoint, restored)
+
+
+def test_a_checkpoint_holds_no_per_iteration_curve() -> None:
+    """The curve lives in the job store: only the weights and a few numbers are kept."""
+    checkpoint = make_checkpoint()
+    assert "losses" not in {f.name for f in fields(Checkpoint)}
+    with np.load(io.BytesIO(checkpoint.to_bytes())) as data:
+        assert sorted(data.files) == ["best_0", "best_1", "meta", "param_0", "param_1",
+                                      "velocity_0", "velocity_1"]
+
+
+def test_a_checkpoint_of_the_old_format_is_refused_as_unreadable() -> None:
+    """Format 1 carried the whole curve; a worker resuming one restarts cleanly instead."""
+    meta = json.dumps({"epoch": 1, "iteration": 5, "n_params": 0, "n_velocity": 0})
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.frombuffer(meta.encode(), np.uint8), losses=np.zeros(5))
+    with pytest.raises(TrainerError, match="checkpoint is unreadable: format None"):
+        Checkpoint.from_bytes(buffer.getvalue())
 
 
 def test_restored_rng_state_continues_the_same_stream() -> None:
