@@ -7,6 +7,7 @@ import signal
 
 import numpy as np
 
+from app.store.leases import LeaseHolder
 from tests.e2e.conftest import Service, wait_for
 from trainer import model_from_bytes
 
@@ -148,8 +149,9 @@ def test_the_reaper_requeues_a_running_job_whose_worker_vanished(service: Servic
     store = service.store
     job, _ = store.create_job(ORPHAN_SPEC, name="orphan")
     # A worker took it and died without a trace: no message will ever come back.
-    assert store.acquire_lease(job["id"], "0" * 32, ttl_seconds=0.2)
-    assert store.start_attempt(job["id"], "0" * 32) == 1
+    vanished = LeaseHolder(store.client, prefix=service.settings.key_prefix)
+    assert vanished.acquire_lease(job["id"], "0" * 32, ttl_seconds=0.2)
+    assert vanished.start_attempt(job["id"], "0" * 32) == 1
     done = service.wait_status(job["id"], ("succeeded", "failed"), timeout=60)
     assert done["status"] == "succeeded", done["error"]
     assert done["attempts"] == 2
