@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from trainer.config import TrainConfig
 from trainer.errors import Diverged
 
 EXPLODE_FACTOR = 100.0  # a loss this many times above its start (or chance) has diverged
@@ -24,6 +25,32 @@ def rate_too_large(iteration: int, loss: float, learning_rate: float) -> Diverge
     return Diverged(
         iteration, loss, "learning_rate",
         f"learning_rate {learning_rate!r} is too large, try {learning_rate / 10:g}",
+    )
+
+
+def check_initial_weights(
+    config: TrainConfig, weights_finite: bool, initial_loss: float, chance: float
+) -> None:
+    """Raise Diverged before any step when the initial weights are not finite or already
+    explode the loss: the learning rate cannot be to blame, the initialisation is (or, with
+    the default initialisation, the scale of the features)."""
+    if weights_finite and math.isfinite(initial_loss) and initial_loss <= EXPLODE_FACTOR * chance:
+        return
+    if not weights_finite:
+        what = f"the initial weights are not finite in {config.resolved_dtype}"
+    else:
+        what = f"the initial weights give a loss {initial_loss:.4g} (chance is {chance:.4g})"
+    std = config.weight_init_std
+    if std is not None:
+        raise Diverged(
+            0, initial_loss, "weight_init_std",
+            f"{what}: weight_init_std {std!r} is too large; use null (Xavier for sigmoid, "
+            "He for relu) or the book's 0.01",
+        )
+    raise Diverged(
+        0, initial_loss, "dataset",
+        f"{what} with the default (Xavier/He) initialisation: the features are too large; "
+        "scale them (for example, standardize the dataset)",
     )
 
 

@@ -36,8 +36,11 @@ class UnknownDataset(DatasetError):
 
 
 class Diverged(TrainerError):
-    """The loss became non-finite or exploded; `field` names the setting to blame (the
-    learning rate, too large)."""
+    """The loss became non-finite or exploded; `field` names the setting to blame.
+
+    Usually `learning_rate` (too large); `weight_init_std` when the initial weights already
+    explode the loss before any step; `dataset` when even the default initialisation does.
+    """
 
     code = "diverged"
 

@@ -13,6 +13,7 @@ import numpy as np
 from trainer.advice import (
     RECENT_EPOCHS,
     chance_loss,
+    check_initial_weights,
     explode_threshold,
     learning_rate_warnings,
     rate_too_large,
@@ -157,8 +158,12 @@ class _Fit:
         self.gradient = self._gradient_fn()
 
     def start(self) -> None:
-        """A fresh run: the loss before any step is the divergence reference."""
-        self.initial_loss = self.evaluate_train().loss
+        """A fresh run; initial weights that already explode the loss are refused."""
+        finite = _all_finite(self.net.params)
+        if finite:
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.initial_loss = self.evaluate_train().loss
+        check_initial_weights(self.config, finite, self.initial_loss, self.chance)
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Continue from `checkpoint`, refusing one of another configuration."""

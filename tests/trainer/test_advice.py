@@ -11,7 +11,7 @@ from tests.trainer.recording import BLOBS, Recorder, frozen_clock, run
 from trainer import Dataset, Diverged, TrainConfig, train
 from trainer.advice import learning_rate_warnings
 
-# --- divergence ------------------------------------------------------------------------------
+# --- divergence: the learning rate, the initial weights, or the data --------------------------
 
 
 def test_a_huge_learning_rate_diverges_naming_the_iteration_and_a_smaller_rate() -> None:
@@ -31,7 +31,27 @@ def test_a_huge_learning_rate_diverges_naming_the_iteration_and_a_smaller_rate()
     assert recorder.losses()[-1] == np.float32(error.loss)
 
 
-def test_a_non_finite_loss_diverges_at_once() -> None:
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("std", [1e308, 1e30, 1e4])
+def test_a_huge_weight_init_std_is_blamed_not_the_learning_rate(std: float, dtype: str) -> None:
+    """1e308 overflows to infinite weights; 1e30 and 1e4 give finite weights whose loss
+    has exploded before any step. No learning rate could have helped."""
+    config = TrainConfig(hidden_sizes=(16,), activation="relu", batch_size=50, dtype=dtype,
+                         weight_init_std=std)
+    recorder = Recorder()
+    with pytest.raises(Diverged) as info:
+        train(config, BLOBS, recorder.callbacks(), clock=frozen_clock)
+    error = info.value
+    assert error.field == "weight_init_std" and error.iteration == 0
+    message = str(error)
+    assert "before the first step" in message
+    assert f"weight_init_std {std!r} is too large" in message
+    assert "null" in message and "0.01" in message
+    assert "learning_rate" not in message
+    assert recorder.events == []  # not one step was taken
+
+
+def test_features_too_large_for_the_default_initialisation_blame_the_data() -> None:
     rng = np.random.default_rng(0)
     x = np.full((60, 3), 3e38, dtype=np.float32) * np.sign(rng.normal(size=(60, 3))).astype(
         np.float32)
@@ -39,9 +59,9 @@ def test_a_non_finite_loss_diverges_at_once() -> None:
     config = TrainConfig(hidden_sizes=(4,), activation="relu", batch_size=10, learning_rate=0.1)
     with np.errstate(all="ignore"), pytest.raises(Diverged) as info:
         train(config, dataset, clock=frozen_clock)
-    assert info.value.iteration == 1
+    assert info.value.field == "dataset" and info.value.iteration == 0
     assert not math.isfinite(info.value.loss)
-    assert "try 0.01" in str(info.value)
+    assert "standardize" in str(info.value) and "learning_rate" not in str(info.value)
 
 
 def test_a_usual_weight_init_std_trains() -> None:
