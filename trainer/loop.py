@@ -17,6 +17,7 @@ from trainer.advice import (
     explode_threshold,
     learning_rate_warnings,
     rate_too_large,
+    stopped_too_soon_warnings,
 )
 from trainer.checkpoint import Checkpoint, EpochRecord
 from trainer.config import TrainConfig
@@ -309,7 +310,7 @@ class _Fit:
         }
         warnings = learning_rate_warnings(
             self.initial_loss, final_loss, self.iteration, config.learning_rate
-        )
+        ) + stopped_too_soon_warnings(self.recent, config.epochs)
         return TrainResult(metrics=metrics, warnings=warnings, params=self.best.params)
 
     def _gradient_fn(self) -> Callable[[Array, Array], float]:

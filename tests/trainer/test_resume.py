@@ -15,7 +15,9 @@ from tests.trainer.recording import (
     frozen_clock,
     run,
 )
-from trainer import Checkpoint, InvalidConfig, Stopped, TrainConfig, train
+from trainer import Checkpoint, InvalidConfig, Stopped, TrainConfig, load_dataset, train
+
+DIGITS = load_dataset("digits")  # scikit-learn's, always installed with the trainer's tests
 
 
 def test_same_config_seed_and_data_give_bitwise_identical_runs() -> None:
@@ -53,6 +55,8 @@ RESUME_CASES = {
                                   validation_fraction=0.0), BLOBS),
     "float64": (TrainConfig(hidden_sizes=(8,), batch_size=40, epochs=3, dtype="float64",
                             momentum=0.5), BLOBS),
+    # ends with the "still falling" warning, which reads the rows a checkpoint keeps
+    "still-falling": (TrainConfig(hidden_sizes=(50,), batch_size=100, epochs=10), DIGITS),
 }
 
 
@@ -69,6 +73,8 @@ def test_resuming_from_any_epochs_checkpoint_is_bitwise_identical(case: str) -> 
                  for b in recorder.checkpoints[:-1]]
         assert max(stale) == patience - 1
     last = epochs_run
+    if case == "still-falling":
+        assert any("still falling" in w for w in full.warnings)
     for k in range(1, last + 1):
         checkpoint = Checkpoint.from_bytes(recorder.checkpoints[k - 1])
         assert checkpoint.epoch == k
