@@ -75,12 +75,15 @@ class JobRunner:
         self._done = threading.Event()
         self._written = _Written()
         self._pending: tuple[int, np.ndarray] | None = None
+        self._leased = False  # only a lease we held is taken back after an outage
 
     def _store(self, call: Callable[[], T]) -> T:
         """A store call that waits out a Redis outage, then recovers before retrying."""
         return self.outage.call(call, on_recovered=self._recover)
 
     def _recover(self) -> None:
+        if not self._leased:
+            return
         if not self.holder.reclaim_lease(self.job_id, self.token, self.settings.lease_seconds):
             self._lost = True
             self._halt.set()
@@ -125,6 +128,7 @@ class JobRunner:
                     self.job_id, self.token, self.settings.lease_seconds
                 )
             ):
+                self._leased = True
                 return True
             if time.monotonic() > deadline:
                 return False
