@@ -44,9 +44,9 @@ def evaluate(
         if check_stop is not None:
             check_stop()
         stop = min(start + EVAL_BATCH, n)
-        xb = x[start:stop] if rows is None else x[rows[start:stop]]
-        xb = xb.astype(net.dtype, copy=False)
-        logits = net.logits(xb)
+        piece = x[start:stop] if rows is None else x[rows[start:stop]]
+        logits = net.logits(piece.astype(net.dtype, copy=False))
+        del piece  # before the next one is gathered: one piece alive at a time
         total += float(net.sample_losses_of(logits, t[start:stop]).sum())
         predictions[start:stop] = logits.argmax(axis=1)
     accuracy = float(np.mean(predictions == t))
