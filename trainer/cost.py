@@ -1,10 +1,4 @@
-"""A cheap, pure estimate of what a configuration costs: iterations, operations, seconds,
-and the size of its epoch-end checkpoint.
-
-The API uses it to refuse absurd jobs before they are queued. The rates are deliberately
-round figures for one core of a small machine (calibrated against bench/trainer_bench.py);
-the estimate is meant to be right within a small factor, not to the second.
-"""
+"""A cheap, pure estimate of a configuration's cost: iterations, time, checkpoint, memory."""
 
 from __future__ import annotations
 
@@ -13,7 +7,11 @@ from dataclasses import asdict, dataclass
 from trainer.advice import RECENT_EPOCHS
 from trainer.config import TrainConfig
 from trainer.loop import TRAIN_EVAL_SAMPLES, planned_iterations, training_size
+from trainer.memory import peak_bytes
 
+# The API refuses absurd jobs with this before they are queued. The rates are deliberately
+# round figures for one core of a small machine (calibrated against bench/trainer_bench.py):
+# the time is meant to be right within a small factor, not to the second.
 MATMUL_FLOPS_PER_SECOND = {"float32": 3.0e10, "float64": 1.5e10}
 ELEMENTWISE_PER_SECOND = 1.5e9  # float64 element operations of the numerical gradient
 STEP_OVERHEAD_SECONDS = 3e-5  # Python and NumPy call overhead of one training step
@@ -28,17 +26,26 @@ class CostEstimate:
     flops: float  # floating-point operations, matmul and elementwise together
     seconds: float
     checkpoint_bytes: int  # one Checkpoint.to_bytes(): the same size all run long
+    memory_bytes: int  # upper bound of the run's peak memory beyond the dataset's arrays
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
 
 
 def estimate_cost(
-    config: TrainConfig, n_train_total: int, n_features: int, n_classes: int
+    config: TrainConfig, n_train_total: int, n_features: int, n_classes: int,
+    n_test: int | None = None, checkpoints: bool = True,
 ) -> CostEstimate:
-    """Estimate one run of `config` on a dataset whose training part has n_train_total rows."""
+    """Estimate one run of `config` on a dataset whose training part has n_train_total rows.
+
+    `n_test` is the test set's size (a DatasetInfo's n_test); None assumes a held-out 20%
+    of the dataset. `checkpoints`: whether the run takes checkpoints (their copies and
+    bytes count in memory_bytes).
+    """
     n_train = training_size(n_train_total, config)
     n_val = n_train_total - n_train
+    if n_test is None:
+        n_test = n_train_total // 4 + 1
     sizes = (n_features, *config.hidden_sizes, n_classes)
     dtype = config.resolved_dtype
     per_sample = 2.0 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
@@ -47,7 +54,7 @@ def estimate_cost(
     # forward + backward (two products per layer) of every sample, every epoch
     train_flops = 3.0 * per_sample * samples_per_epoch * config.epochs
     eval_samples = min(n_train, TRAIN_EVAL_SAMPLES) + n_val
-    eval_flops = per_sample * eval_samples * config.epochs + per_sample * (n_train_total + n_train)
+    eval_flops = per_sample * eval_samples * config.epochs + per_sample * (n_train_total + n_test)
     matmul_flops = train_flops + eval_flops
     seconds = matmul_flops / MATMUL_FLOPS_PER_SECOND[dtype] + iterations * STEP_OVERHEAD_SECONDS
     flops = matmul_flops
@@ -56,11 +63,15 @@ def estimate_cost(
         numerical_ops = per_batch * samples_per_epoch * config.epochs
         flops += numerical_ops
         seconds += numerical_ops / ELEMENTWISE_PER_SECOND
+    checkpoint = checkpoint_bytes(config, sizes)
     return CostEstimate(
         iterations=iterations,
         flops=flops,
         seconds=seconds,
-        checkpoint_bytes=checkpoint_bytes(config, sizes),
+        checkpoint_bytes=checkpoint,
+        memory_bytes=peak_bytes(
+            config, sizes, n_train, n_val, n_test, checkpoint if checkpoints else None
+        ),
     )
 
 

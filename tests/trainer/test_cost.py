@@ -42,7 +42,8 @@ def test_known_iteration_count_for_mnist_defaults() -> None:
     assert isinstance(estimate, CostEstimate)
     assert estimate.to_dict() == {"iterations": 5400, "flops": estimate.flops,
                                   "seconds": estimate.seconds,
-                                  "checkpoint_bytes": estimate.checkpoint_bytes}
+                                  "checkpoint_bytes": estimate.checkpoint_bytes,
+                                  "memory_bytes": estimate.memory_bytes}
 
 
 def test_cost_grows_with_epochs() -> None:
