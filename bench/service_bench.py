@@ -50,12 +50,13 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from app.local_redis import LocalRedis, free_port, start_local_redis  # noqa: E402
-from app.store.queue import QUEUE  # noqa: E402
-from app.store.registry import WorkerRegistry  # noqa: E402
 from app.api.schemas import JobSpec  # noqa: E402
+from app.local_redis import LocalRedis, free_port, start_local_redis  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.store.jobs import JobStore  # noqa: E402
+from app.store.leases import LeaseHolder  # noqa: E402
+from app.store.queue import QUEUE, queue_key  # noqa: E402
+from app.store.registry import WorkerRegistry  # noqa: E402
 from trainer import TrainConfig, dataset_info, load_dataset, train  # noqa: E402
 from worker.runner import JobRunner  # noqa: E402
 
@@ -305,6 +306,7 @@ class Cluster:
         self.port = 0
         self.http: httpx.Client | None = None
         self.store: JobStore | None = None
+        self.holder: LeaseHolder | None = None
         self.settings: Settings | None = None
 
     @property
@@ -331,6 +333,7 @@ class Cluster:
         # The workers' settings too (defaults plus these two): for the in-process runner.
         self.settings = Settings(redis_url=self.redis.url, key_prefix=self.prefix)
         self.store = JobStore.from_settings(self.settings)
+        self.holder = LeaseHolder.from_settings(self.settings)
         self.port = free_port()
         log_path = self.workdir / "api.log"
         self.logs.append(log_path)
@@ -367,11 +370,12 @@ class Cluster:
         self.logs.append(log_path)
         command = [
             sys.executable, "-m", "celery", "-A", "worker.celery_app:celery_app", "worker",
-            "--pool=prefork", f"--concurrency={concurrency}", "--loglevel=WARNING",
+            "--pool=prefork", "--loglevel=WARNING",
             "--without-mingle", "--without-gossip", "-n", f"bench-{tag}@%h",
         ]
         started = time.monotonic()
-        worker = Child.start(f"worker {tag}", command, self.env, log_path)
+        env = {**self.env, "DESCENT_WORKER_CONCURRENCY": str(concurrency)}
+        worker = Child.start(f"worker {tag}", command, env, log_path)
         self.worker, self.concurrency = worker, concurrency
         registry = WorkerRegistry(self.job_store().client, self.prefix)
 
@@ -399,6 +403,8 @@ class Cluster:
             self.http.close()
         if self.store is not None:
             self.store.close()
+        if self.holder is not None:
+            self.holder.close()
         if self.api is not None:
             self.api.stop()
 
@@ -460,9 +466,11 @@ class Cluster:
                 state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
                 pool.append(f"pid {pid} state {state} cpu {cpu_seconds(pid):.2f} s")
         # kombu routes a message that matches no binding to its dead-letter list.
-        return (f"broker list {QUEUE!r} holds {client.llen(QUEUE)} message(s), "
-                f"{client.hlen('unacked')} unacked, {client.llen('ae.undeliver')} undeliverable; "
-                f"bindings {sorted(client.smembers('_kombu.binding.' + QUEUE))}; "
+        key, broker = queue_key(self.prefix), queue_key(self.prefix)[: -len(QUEUE)]
+        return (f"broker list {key!r} holds {client.llen(key)} message(s), "
+                f"{client.hlen(broker + 'unacked')} unacked, "
+                f"{client.llen(broker + 'ae.undeliver')} undeliverable; "
+                f"bindings {sorted(client.smembers(broker + '_kombu.binding.' + QUEUE))}; "
                 f"live workers {workers}; pool {pool}; worker log "
                 f"{self.worker.log if self.worker else None}")
 
@@ -501,7 +509,8 @@ def run_in_process(cluster: Cluster, spec: dict[str, Any]) -> tuple[float, dict[
     assert cluster.settings is not None
     job, _ = store.create_job(JobSpec.model_validate(spec).stored_spec(), name=None)
     started = time.perf_counter()
-    outcome = JobRunner(store, cluster.settings, job["id"]).run()
+    assert cluster.holder is not None
+    outcome = JobRunner(cluster.holder, cluster.settings, job["id"]).run()
     seconds = time.perf_counter() - started
     if outcome != "succeeded":
         raise RuntimeError(f"in-process JobRunner: {outcome}")
@@ -711,7 +720,7 @@ class PollStats:
 class CurveWriter(threading.Thread):
     """Simulates a running job: appends `chunk` iterations every `period` seconds."""
 
-    def __init__(self, store: JobStore, job_id: str, token: str, first: int) -> None:
+    def __init__(self, store: LeaseHolder, job_id: str, token: str, first: int) -> None:
         super().__init__(daemon=True)
         self.store, self.job_id, self.token, self.next = store, job_id, token, first
         self.stop_event = threading.Event()
@@ -836,9 +845,11 @@ def bench_polling(cluster: Cluster, plan: Plan) -> dict[str, Any]:
     store = cluster.job_store()
     job, _ = store.create_job(job_spec("fashion-mnist", 1), name="bench curve")
     job_id, token = job["id"], uuid.uuid4().hex
-    if not store.acquire_lease(job_id, token, 3600) or store.start_attempt(job_id, token) != 1:
+    assert cluster.holder is not None
+    holder = cluster.holder
+    if not holder.acquire_lease(job_id, token, 3600) or holder.start_attempt(job_id, token) != 1:
         raise RuntimeError(f"could not start the simulated job {job_id}")
-    writer = CurveWriter(store, job_id, token, 1)
+    writer = CurveWriter(holder, job_id, token, 1)
     for _ in range(10):
         writer.append(10_000)
     writer.write_seconds.clear()
@@ -866,7 +877,7 @@ def bench_polling(cluster: Cluster, plan: Plan) -> dict[str, Any]:
         writer.stop_event.set()
         writer.join(timeout=5)
     total = store.read_curve(job_id, since=0, max_points=1)
-    store.finish(job_id, "succeeded", token=token)
+    holder.finish(job_id, "succeeded", token=token)
     requests = len(stats.latencies)
     return {
         "requests": requests,
