@@ -3,7 +3,7 @@
 from trainer.checkpoint import Checkpoint, EpochRecord
 from trainer.config import TrainConfig
 from trainer.cost import CostEstimate, estimate_cost
-from trainer.datasets import Dataset, DatasetInfo, catalogue, dataset_info, load_dataset, load_npz
+from trainer.datasets import Dataset, DatasetInfo, catalogue, dataset_info, load_dataset
 from trainer.errors import (
     DatasetError,
     DatasetUnavailable,
@@ -13,10 +13,12 @@ from trainer.errors import (
     TrainerError,
     UnknownDataset,
 )
-from trainer.loop import TrainResult, planned_iterations, train, training_size
+from trainer.loop import TrainResult, train
 from trainer.model import model_from_bytes, model_to_bytes
 from trainer.numerical import gradient_check, numerical_gradient
 from trainer.reporting import Callbacks
+from trainer.rundata import planned_iterations, training_size
+from trainer.uploads import load_npz
 
 __all__ = [
     "Callbacks",

@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass
 
 from trainer.advice import RECENT_EPOCHS
 from trainer.config import TrainConfig
-from trainer.loop import TRAIN_EVAL_SAMPLES, planned_iterations, training_size
 from trainer.memory import peak_bytes
+from trainer.rundata import TRAIN_EVAL_SAMPLES, planned_iterations, training_size
 
 # The API refuses absurd jobs with this before they are queued. The rates are deliberately
 # round figures for one core of a small machine (calibrated against bench/trainer_bench.py):

@@ -22,19 +22,17 @@ from trainer.advice import (
 from trainer.checkpoint import Checkpoint, EpochRecord
 from trainer.config import TrainConfig
 from trainer.datasets import Dataset
-from trainer.errors import InvalidConfig, StopCheck, Stopped
+from trainer.errors import InvalidConfig, Stopped
 from trainer.metrics import Evaluation, evaluate, report_test_set
 from trainer.network import Network, init_params
 from trainer.numerical import numerical_gradient
 from trainer.optim import SGD
 from trainer.reporting import Callbacks, CheckpointCadence, Clock, Reporter
-from trainer.splits import make_splits, split_sizes
+from trainer.rundata import prepare, rng_streams
 
 Array = np.ndarray
 
-TRAIN_EVAL_SAMPLES = 10_000  # per-epoch train metrics use a fixed subset of this size at most
 OVERFITTING_GAP = 0.05  # train accuracy - test accuracy above this is flagged
-GATHER_ROWS = 4096  # rows per piece when the training set is copied into the job's dtype
 
 
 @dataclass(frozen=True)
@@ -44,21 +42,6 @@ class TrainResult:
     metrics: dict[str, Any]
     warnings: list[str]
     params: list[Array] = field(repr=False)
-
-
-def rng_streams(seed: int) -> tuple[np.random.Generator, ...]:
-    """Independent generators for the split, the weights, the shuffling and the eval subset."""
-    return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
-
-
-def training_size(n_train_total: int, config: TrainConfig) -> int:
-    """Samples the optimiser sees per epoch once the validation set is taken out."""
-    return split_sizes(n_train_total, config.validation_fraction)[0]
-
-
-def planned_iterations(n_train_total: int, config: TrainConfig) -> int:
-    """Mini-batches of a run that goes all its epochs (the last short batch counts)."""
-    return config.epochs * math.ceil(training_size(n_train_total, config) / config.batch_size)
 
 
 def train(
@@ -85,22 +68,6 @@ def train(
             fit.train_epoch()
             fit.end_epoch()
     return fit.result()
-
-
-@dataclass(frozen=True)
-class _Data:
-    """A run's arrays. Training rows stay in x_source and are gathered batch by batch."""
-
-    x_source: Array
-    rows: Array  # the training rows of x_source
-    t_train: Array
-    eval_rows: Array  # the fixed subset of `rows` that per-epoch train metrics use
-    t_eval: Array
-    x_val: Array
-    t_val: Array
-    x_test: Array
-    t_test: Array
-    n_classes: int
 
 
 @dataclass
@@ -144,7 +111,7 @@ class _Fit:
         self.reporter = Reporter(callbacks, clock, 1)
         self.cadence = CheckpointCadence(callbacks.checkpoint_seconds, clock)
         split_rng, init_rng, self.shuffle_rng, eval_rng = rng_streams(config.seed)
-        self.data = data = _prepare(config, dataset, split_rng, eval_rng, self.check_stop)
+        self.data = data = prepare(config, dataset, split_rng, eval_rng, self.check_stop)
         sizes = (data.x_source.shape[1], *config.hidden_sizes, data.n_classes)
         self.net = Network(
             init_params(sizes, config.activation, init_rng, config.weight_init_std,
@@ -325,38 +292,6 @@ class _Fit:
             return net.mean_loss(x, t)
 
         return backprop if self.config.gradient == "backprop" else numerical
-
-
-def _prepare(
-    config: TrainConfig, dataset: Dataset, split_rng: np.random.Generator,
-    eval_rng: np.random.Generator, check_stop: StopCheck,
-) -> _Data:
-    """Split the dataset; copy the training rows only if the job's dtype needs it."""
-    splits = make_splits(dataset, config.validation_fraction, split_rng)
-    n_train = splits.n_train
-    config.validate(n_train)
-    dtype = np.dtype(config.resolved_dtype)
-    if splits.x_source.dtype == dtype and splits.x_source.flags.c_contiguous:
-        x_source, rows = splits.x_source, splits.train_rows  # batches gathered in place
-    else:  # in pieces: no full-size temporary in the dataset's dtype
-        x_source, rows = np.empty((n_train, splits.x_source.shape[1]), dtype), np.arange(n_train)
-        for start in range(0, n_train, GATHER_ROWS):
-            check_stop()
-            piece = splits.train_rows[start : start + GATHER_ROWS]
-            x_source[start : start + len(piece)] = splits.x_source[piece]
-    eval_idx = np.sort(eval_rng.permutation(n_train)[: min(n_train, TRAIN_EVAL_SAMPLES)])
-    return _Data(
-        x_source=x_source,
-        rows=rows,
-        t_train=splits.t_train,
-        eval_rows=rows[eval_idx],
-        t_eval=splits.t_train[eval_idx],
-        x_val=splits.x_val,  # evaluate() casts each piece to the job's dtype
-        t_val=splits.t_val,
-        x_test=splits.x_test,
-        t_test=splits.t_test,
-        n_classes=splits.n_classes,
-    )
 
 
 def _all_finite(arrays: list[Array]) -> bool:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from trainer.config import TrainConfig
 from trainer.last_hidden import MAX_SERIES_TERMS
-from trainer.loop import GATHER_ROWS
 from trainer.metrics import EVAL_BATCH
 from trainer.numerical import CHUNK_ELEMENTS
+from trainer.rundata import GATHER_ROWS
 
 DATASET_ITEMSIZE = 4  # built-in and uploaded features are float32
 INDEX_BYTES_PER_SAMPLE = 160  # labels and the int64 index arrays of the split and shuffles

@@ -1,9 +1,4 @@
-"""A trained network's portable byte form: an .npz that NumPy alone can read.
-
-Arrays W1, b1, W2, b2, ... as the book names them (W_l is (n_in, n_out)), plus `meta`:
-UTF-8 JSON with the format, the activation, the loss and the layer sizes. So
-`np.load(path)["W1"]` works without Descent, and `model_from_bytes` rebuilds a Network.
-"""
+"""A trained network's portable byte form: an .npz that NumPy alone can read."""
 
 from __future__ import annotations
 
@@ -18,7 +13,12 @@ FORMAT = "descent-model/1"
 
 
 def model_to_bytes(params: list[Array], activation: str, loss: str) -> bytes:
-    """params [W1, b1, W2, b2, ...] (a Network's, or TrainResult.params) as .npz bytes."""
+    """params [W1, b1, W2, b2, ...] (a Network's, or TrainResult.params) as .npz bytes.
+
+    Arrays W1, b1, W2, b2, ... as the book names them (W_l is (n_in, n_out)), plus `meta`:
+    UTF-8 JSON with the format, the activation, the loss and the layer sizes. So
+    `np.load(path)["W1"]` works without Descent, and `model_from_bytes` rebuilds a Network.
+    """
     weights, biases = params[0::2], params[1::2]
     sizes = [weights[0].shape[0]] + [w.shape[1] for w in weights]
     meta = {"format": FORMAT, "activation": activation, "loss": loss, "sizes": sizes}

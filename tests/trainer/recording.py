@@ -10,8 +10,8 @@ import numpy as np
 
 from trainer import Callbacks, Checkpoint, Dataset, EpochRecord, TrainConfig, TrainResult, train
 from trainer.datasets import load_dataset
-from trainer.loop import rng_streams
 from trainer.network import Network
+from trainer.rundata import rng_streams
 from trainer.splits import Splits, make_splits
 
 BLOBS = load_dataset("blobs")  # 1000 points, 4 classes, 2 features

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from trainer import TrainConfig, TrainerError, load_dataset, model_from_bytes, model_to_bytes, train
-from trainer.loop import rng_streams
 from trainer.metrics import evaluate
 from trainer.network import Network, init_params
+from trainer.rundata import rng_streams
 from trainer.splits import make_splits
 
 
