@@ -189,7 +189,9 @@ class JobRunner:
             data_dir = self.settings.data_dir
             info = dataset_info(spec["dataset"], data_dir)
             dataset = cached_dataset(spec["dataset"], data_dir)
-            estimate = estimate_cost(config, info.n_train, info.n_features, info.n_classes)
+            estimate = estimate_cost(
+                config, info.n_train, info.n_features, info.n_classes, n_test=info.n_test
+            )
             checkpoints = self._checkpoints_fit(estimate.checkpoint_bytes)
             resume = self._checkpoint() if checkpoints else None
             done = (resume.iteration, resume.epoch) if resume else (0, 0)

@@ -50,7 +50,9 @@ def admit(spec: JobSpec, settings: Settings) -> Admission:
         config.validate(training_size(info.n_train, config))
     except InvalidConfig as exc:
         return Admission([field_error(exc.field, str(exc), getattr(config, exc.field, None))])
-    estimate = estimate_cost(config, info.n_train, info.n_features, info.n_classes)
+    estimate = estimate_cost(
+        config, info.n_train, info.n_features, info.n_classes, n_test=info.n_test
+    )
     if estimate.seconds > settings.max_job_seconds:
         # Advice names only what would help this job; the knob named first is the field.
         remedies = ["fewer epochs", "a smaller network"]
@@ -64,14 +66,15 @@ def admit(spec: JobSpec, settings: Settings) -> Admission:
         )
         field = "gradient" if config.gradient == "numerical" else "epochs"
         return Admission([field_error(field, message, getattr(spec, field), "cost_limit")])
-    if getattr(estimate, "memory_bytes", 0) > settings.max_job_memory_bytes:  # TEMP
+    if estimate.memory_bytes > settings.max_job_memory_bytes:
         remedies = ["a smaller network"]
         if config.resolved_dtype == "float64" and config.gradient == "backprop":
             remedies.append("dtype float32")
         if config.momentum:
             remedies.append("no momentum")
         message = (
-            f"this job needs an estimated {estimate.memory_bytes / 2**30:,.2f} GiB of memory "
+            f"hidden_sizes {spec.hidden_sizes}: this job needs an estimated "
+            f"{estimate.memory_bytes / 2**30:,.2f} GiB of memory "
             f"(parameters, gradients, optimiser state, the best epoch's copy and a batch's "
             f"activations), over the limit of {settings.max_job_memory_bytes / 2**30:,.2f} GiB "
             f"(DESCENT_MAX_JOB_MEMORY_BYTES): use {_either(remedies)}"

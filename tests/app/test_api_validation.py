@@ -326,3 +326,22 @@ def test_bad_requests_leave_other_jobs_untouched(
     assert client.get(f"/v1/jobs/{job['id']}").json() == job
     assert client.get(f"/v1/jobs/{job['id']}/curve").json() == curve
     assert [item["id"] for item in store.list_jobs()[0]] == [job["id"]]
+
+
+def test_a_job_too_large_for_memory_is_422_with_the_estimate_and_the_limit(
+    make_client: Callable[..., TestClient], store: JobStore
+) -> None:
+    client = make_client(max_job_memory_bytes=4 * 2**30, max_job_seconds=10**9,
+                         max_iterations=10**9)
+    spec = {"dataset": "digits", "hidden_sizes": [4096] * 8, "dtype": "float64",
+            "momentum": 0.9, "epochs": 1}
+
+    error = refused(client.post("/v1/jobs", json=spec), "hidden_sizes")
+
+    assert error["type"] == "memory_limit"
+    assert "GiB of memory" in error["msg"] and "limit of 4.00 GiB" in error["msg"]
+    assert "DESCENT_MAX_JOB_MEMORY_BYTES" in error["msg"]
+    assert "dtype float32" in error["msg"] and "no momentum" in error["msg"]
+    assert store.list_jobs()[0] == []
+    smaller = {**spec, "hidden_sizes": [64]}
+    assert client.post("/v1/jobs", json=smaller).status_code == 202
