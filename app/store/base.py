@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import redis
 
+from app.settings import DEFAULT_JOB_TTL_SECONDS
 from app.store import lua
 from app.store.keys import TERMINAL_STATUSES, JobKeys, KeyLayout, check_status, is_job_id
 from app.store.records import (
@@ -47,8 +48,8 @@ class StoreBase:
         self,
         client: redis.Redis,
         *,
-        prefix: str,
-        job_ttl: int,
+        prefix: str = "descent",
+        job_ttl: int = DEFAULT_JOB_TTL_SECONDS,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
@@ -62,6 +63,10 @@ class StoreBase:
         self.job_ttl = int(job_ttl)
         self._clock = clock
         self._finish = self._script(lua.FINISH)
+        self._register()
+
+    def _register(self) -> None:
+        """Register the role's own Lua scripts (with self._script); none here."""
 
     def _script(self, source: str) -> Any:
         """A Lua script of app.store.lua, registered on this role's client."""

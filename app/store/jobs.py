@@ -46,7 +46,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 class JobStore(StoreBase):
-    """What the API does with jobs; the worker reads jobs through it too."""
+    """What the API does with jobs: create, list and cancel them, read curves and results."""
 
     def __init__(
         self,
@@ -61,6 +61,9 @@ class JobStore(StoreBase):
         if idempotency_ttl <= 0:
             raise ValueError(f"idempotency_ttl must be > 0 seconds, got {idempotency_ttl}")
         self.idempotency_ttl = int(idempotency_ttl)
+
+    def _register(self) -> None:
+        super()._register()
         self._create = self._script(lua.CREATE)
         self._cancel = self._script(lua.CANCEL)
 

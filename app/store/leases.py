@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
-import redis
-
-from app.settings import DEFAULT_JOB_TTL_SECONDS
 from app.store import lua
 from app.store.base import StoreBase
 from app.store.curve import BYTES_PER_POINT, losses_to_bytes
 from app.store.keys import is_job_id
-from app.store.records import JobNotFound, LeaseLost, check_token, dumps, millis, text, utc_now
+from app.store.records import JobNotFound, LeaseLost, check_token, dumps, millis, text
 
 logger = logging.getLogger(__name__)
 
@@ -23,15 +19,8 @@ class LeaseHolder(StoreBase):
     """What a worker running a job may do: take, renew and release the job's lease, and
     write its progress, checkpoints and outcome only while the lease is its own."""
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        *,
-        prefix: str = "descent",
-        job_ttl: int = DEFAULT_JOB_TTL_SECONDS,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        super().__init__(client, prefix=prefix, job_ttl=job_ttl, clock=clock)
+    def _register(self) -> None:
+        super()._register()
         register = self._script
         self._start = register(lua.START_ATTEMPT)
         self._record = register(lua.RECORD)

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-import redis
-
-from app.settings import DEFAULT_JOB_TTL_SECONDS
 from app.store import lua
 from app.store.base import StoreBase
 from app.store.keys import STATUSES
-from app.store.records import iso, text, utc_now
+from app.store.records import iso, text
 
 logger = logging.getLogger(__name__)
 
@@ -24,15 +20,8 @@ PRUNE_BATCH = 1000  # index entries dropped per script call, so Redis never bloc
 class Reaper(StoreBase):
     """Finds jobs whose worker died or whose message was lost, and prunes the indexes."""
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        *,
-        prefix: str = "descent",
-        job_ttl: int = DEFAULT_JOB_TTL_SECONDS,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        super().__init__(client, prefix=prefix, job_ttl=job_ttl, clock=clock)
+    def _register(self) -> None:
+        super()._register()
         self._reap = self._script(lua.REAP)
         self._resend = self._script(lua.RESEND)
         self._prune = self._script(lua.PRUNE)
