@@ -14,16 +14,17 @@ from collections.abc import Iterator
 import pytest  # noqa: E402
 import redis  # noqa: E402
 
-from app.local_redis import LocalRedis, start_local_redis  # noqa: E402
 from app.store.leases import LeaseHolder  # noqa: E402
 from app.store.reaper import Reaper  # noqa: E402
+from scripts.stack import RedisServer, start_redis  # noqa: E402
 from tests.roles import AllRoles  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[LocalRedis]:
-    """A throw-away redis-server on a free port, stopped when the session ends."""
-    server = start_local_redis()
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A throw-away redis-server on a free port that keeps nothing on disk, stopped when
+    the session ends (and killed by the kernel if pytest dies)."""
+    server = start_redis(log=tmp_path_factory.mktemp("redis") / "redis.log")
     try:
         yield server
     finally:
@@ -31,7 +32,7 @@ def redis_server() -> Iterator[LocalRedis]:
 
 
 @pytest.fixture
-def redis_url(redis_server: LocalRedis) -> str:
+def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 

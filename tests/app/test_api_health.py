@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.schemas import SPEC_EXAMPLE
-from app.local_redis import free_port
 from app.store.jobs import JobStore
 from app.store.keys import KeyLayout
 from app.store.registry import WorkerRegistry
+from scripts.stack import free_port
 from trainer import dataset_info
 
 BUILTINS = ["fashion-mnist", "mnist", "digits", "spiral", "blobs"]

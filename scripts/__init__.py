@@ -1,0 +1,1 @@
+"""Developer tools: `make run`'s launcher and the harness that starts a local stack."""

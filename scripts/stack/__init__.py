@@ -1,0 +1,61 @@
+"""One harness that starts a local stack: a private Redis, Celery workers and the API.
+
+`make run` (scripts/run_local.py), the end-to-end tests and the benchmarks all start their
+processes with it:
+
+    redis = start_redis(aof_dir=None, log=tmp / "redis.log")
+    env = stack_env(redis.url, DESCENT_KEY_PREFIX="bench")
+    worker = start_worker(env, log=tmp / "worker.log").wait_online()
+    api = start_api(env, log=tmp / "api.log").wait_ready()
+    ...  # api.url, redis.url, worker.pool_pids()
+    for process in (api, worker, redis):
+        process.stop()
+
+Each child runs in its own process group and gets SIGTERM from the kernel if the launcher
+dies (Linux), so nothing outlives it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from scripts.stack.process import (
+    ROOT,
+    Child,
+    StackError,
+    accepts_connections,
+    free_port,
+    wait_for,
+)
+from scripts.stack.redis_server import RedisServer, redis_server_binary, start_redis
+from scripts.stack.services import Api, Worker, start_api, start_worker
+
+
+def stack_env(redis_url: str, **settings: str) -> dict[str, str]:
+    """This process's environment for a child of the stack, on `redis_url`, with
+    `settings` (DESCENT_* variables) on top."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "PYTHONUNBUFFERED": "1",
+        "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1"),
+        **settings,
+    }
+
+
+__all__ = [
+    "ROOT",
+    "Api",
+    "Child",
+    "RedisServer",
+    "StackError",
+    "Worker",
+    "accepts_connections",
+    "free_port",
+    "redis_server_binary",
+    "stack_env",
+    "start_api",
+    "start_redis",
+    "start_worker",
+    "wait_for",
+]
