@@ -1,11 +1,9 @@
-"""A real Celery worker process against the private Redis, and the API in front of it."""
+"""A real Celery worker process and the real API process on the private Redis, started by
+the harness that `make run` uses (scripts.stack)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,20 +11,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from app.local_redis import LocalRedis
-from app.api.main import create_app
-from app.store.registry import WorkerRegistry
 from app.settings import Settings
 from app.store.jobs import JobStore
+from scripts.stack import Api, RedisServer, Worker, stack_env, start_api, start_worker
 
-ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("succeeded", "failed", "cancelled")
-# A private database number: tests/app enqueue into db 0 of the same server, and this
-# worker must not consume their messages.
+# A private database number: tests/app enqueue into db 0 of the same server, and these
+# workers must not consume their messages (each service has its own key prefix too).
 E2E_DB = 1
+# Short leases so that a killed worker's job is picked up within seconds.
+FAST = {
+    "DESCENT_LEASE_SECONDS": "3",
+    "DESCENT_HEARTBEAT_SECONDS": "0.5",
+    "DESCENT_REAPER_INTERVAL_SECONDS": "1",
+    "DESCENT_QUEUED_REQUEUE_SECONDS": "1",
+    "DESCENT_PROGRESS_FLUSH_SECONDS": "0.05",
+}
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -44,10 +47,14 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 @dataclass
 class Service:
     settings: Settings
-    client: TestClient
+    client: httpx.Client  # speaks to the API process
     store: JobStore
-    worker: subprocess.Popen[bytes]
-    log: Path
+    worker: Worker
+    api: Api
+
+    @property
+    def log(self) -> Path | None:
+        return self.worker.log
 
     def submit(self, **spec: Any) -> dict[str, Any]:
         response = self.client.post("/v1/jobs", json=spec)
@@ -77,69 +84,43 @@ class Service:
 
     def pool_pids(self) -> list[int]:
         """The prefork pool's child processes of the worker."""
-        path = Path(f"/proc/{self.worker.pid}/task/{self.worker.pid}/children")
-        return [int(pid) for pid in path.read_text().split()]
+        return self.worker.pool_pids()
 
 
-def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app:celery_app", "worker",
-        "--pool=prefork", "--concurrency=1", "--loglevel=INFO", "--without-mingle",
-        "--without-gossip", "-n", f"e2e-{uuid.uuid4().hex[:8]}@%h",
-    ]
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is not None:
-        return
-    os.killpg(worker.pid, signal.SIGTERM)
+@contextlib.contextmanager
+def running_service(
+    redis_server: RedisServer, logs: Path, **settings: str
+) -> Iterator[Service]:
+    """A worker and the API on their own key prefix, with FAST leases and `settings`
+    (DESCENT_* variables) on top; both stopped on the way out."""
+    prefix = f"e2e-{uuid.uuid4().hex}"
+    redis_url = redis_server.url_for(E2E_DB)
+    variables = {**FAST, "DESCENT_KEY_PREFIX": prefix, **settings}
+    env = stack_env(redis_url, **variables)
+    worker = start_worker(env, name=f"e2e-{prefix[4:12]}", log=logs / "worker.log",
+                          args=["--without-mingle", "--without-gossip"])
+    api: Api | None = None
     try:
-        worker.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
+        api = start_api(env, log=logs / "api.log", args=["--no-access-log"])
+        worker.wait_online(60)
+        api.wait_ready(60, watch=[worker])
+        service_settings = Settings(
+            redis_url=redis_url, key_prefix=prefix, lease_seconds=3, heartbeat_seconds=0.5,
+            reaper_interval_seconds=1,
+        )
+        store = JobStore.from_settings(service_settings)
+        with httpx.Client(base_url=api.url, timeout=30, trust_env=False) as client:
+            yield Service(service_settings, client, store, worker, api)
+        store.close()
+    finally:
+        if api is not None:
+            api.stop()
+        worker.stop(timeout=20)
 
 
 @pytest.fixture(scope="session")
 def service(
-    redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
-    prefix = f"e2e-{uuid.uuid4().hex}"
-    redis_url = f"redis://127.0.0.1:{redis_server.port}/{E2E_DB}"
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "DESCENT_KEY_PREFIX": prefix,
-        # Short leases so that a killed worker's job is picked up within seconds.
-        "DESCENT_LEASE_SECONDS": "3",
-        "DESCENT_HEARTBEAT_SECONDS": "0.5",
-        "DESCENT_REAPER_INTERVAL_SECONDS": "1",
-        "DESCENT_QUEUED_REQUEUE_SECONDS": "1",
-        "DESCENT_PROGRESS_FLUSH_SECONDS": "0.05",
-        "OPENBLAS_NUM_THREADS": "1",
-        "PYTHONPATH": str(ROOT),
-    }
-    settings = Settings(
-        redis_url=redis_url,
-        key_prefix=prefix,
-        lease_seconds=3,
-        heartbeat_seconds=0.5,
-        reaper_interval_seconds=1,
-    )
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    worker = _start_worker(env, log)
-    try:
-        with TestClient(create_app(settings)) as client:
-            store = JobStore.from_settings(settings)
-            registry = WorkerRegistry(store.client, prefix)
-            wait_for(lambda: registry.alive(5.0) or worker.poll() is not None, 60, "the worker")
-            assert worker.poll() is None, log.read_text()
-            yield Service(settings, client, store, worker, log)
-            store.close()
-    finally:
-        _stop_worker(worker)
+    with running_service(redis_server, tmp_path_factory.mktemp("service")) as running:
+        yield running
