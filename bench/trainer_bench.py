@@ -211,7 +211,8 @@ def descent_runner(x: Array, t: Array, batches: list[Array]) -> Runner:
     """trainer.loop's inner loop: gather into a buffer, backprop, check the loss, update."""
     net = Network(init_params(SIZES, "sigmoid", np.random.default_rng(2), INIT_STD),
                   "sigmoid", "cross_entropy")
-    optimizer = SGD(LR)
+    update = SGD(LR).update
+    params, grads = [net.flat_params], [net.flat_grads]  # bound once, as trainer/loop.py
     x_batch = np.empty((BATCH, x.shape[1]), dtype=np.float32)
     losses: list[float] = []
 
@@ -224,7 +225,7 @@ def descent_runner(x: Array, t: Array, batches: list[Array]) -> Runner:
             losses.append(loss)
             if not math.isfinite(loss):
                 raise RuntimeError(f"Descent diverged: loss {loss}")
-            optimizer.update([net.flat_params], [net.flat_grads])  # as trainer/loop.py does
+            update(params, grads)
         return time.perf_counter() - begin
 
     return run
