@@ -68,6 +68,8 @@ STOP_TIMEOUT = 20.0
 JOB_TIMEOUT = 120.0
 PACED_PERIOD = 1.0  # seconds between two polls of one paced poller
 QUEUED_TIMEOUT = 30.0  # an idle worker picks a job up in ms: longer means it was lost
+DEFAULTED = ("DESCENT_LEASE_SECONDS", "DESCENT_HEARTBEAT_SECONDS",
+             "DESCENT_REAPER_INTERVAL_SECONDS")
 T0 = time.monotonic()
 
 
@@ -85,10 +87,11 @@ class Plan:
     pollers: int
     poll_seconds: float
     quiet_wait: float  # how long to wait at the start for other processes to calm down
+    recovery_rounds: int
 
 
-NORMAL = Plan(10, 5, 20, 8, 2, (1, 2, 1, 2), (1, 2, 1, 2), 100, 10.0, 45.0)
-QUICK = Plan(2, 2, 8, 4, 1, (1, 2), (1, 2), 100, 3.0, 6.0)
+NORMAL = Plan(10, 5, 20, 8, 2, (1, 2, 1, 2), (1, 2, 1, 2), 100, 10.0, 45.0, 3)
+QUICK = Plan(2, 2, 8, 4, 1, (1, 2), (1, 2), 100, 3.0, 6.0, 1)
 
 
 def log(message: str) -> None:
@@ -301,6 +304,7 @@ class Cluster:
         self.api: Child | None = None
         self.worker: Child | None = None
         self.concurrency = 0
+        self.tag = ""
         self.logs: list[Path] = []
         self.env: dict[str, str] = {}
         self.port = 0
@@ -330,6 +334,8 @@ class Cluster:
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
         }
+        for name in DEFAULTED:  # lease, heartbeat and reaper timing at their defaults
+            self.env.pop(name, None)
         # The workers' settings too (defaults plus these two): for the in-process runner.
         self.settings = Settings(redis_url=self.redis.url, key_prefix=self.prefix)
         self.store = JobStore.from_settings(self.settings)
@@ -363,7 +369,9 @@ class Cluster:
                 raise RuntimeError(f"timed out after {START_TIMEOUT:.0f} s waiting for {what}")
             time.sleep(0.05)
 
-    def start_worker(self, concurrency: int) -> None:
+    def start_worker(self, concurrency: int, wait: bool = True) -> Child:
+        """Start a worker (after stopping the current one); with `wait`, until it is online
+        with its whole pool."""
         self.stop_worker()
         tag = f"c{concurrency}-{uuid.uuid4().hex[:6]}"
         log_path = self.workdir / f"worker-{tag}.log"
@@ -377,14 +385,29 @@ class Cluster:
         env = {**self.env, "DESCENT_WORKER_CONCURRENCY": str(concurrency)}
         worker = Child.start(f"worker {tag}", command, env, log_path)
         self.worker, self.concurrency = worker, concurrency
+        self.tag = tag
+        if not wait:
+            return worker
         registry = WorkerRegistry(self.job_store().client, self.prefix)
-
-        def ready() -> bool:
-            named = any(name.startswith(f"bench-{tag}@") for name in registry.alive(10.0))
-            return named and len(children_of(worker.pid)) >= concurrency
-
-        self._wait(ready, f"worker {tag} to come online", [worker])
+        self._wait(lambda: self.worker_online(registry), f"worker {tag} to come online",
+                   [worker])
         log(f"worker concurrency={concurrency} online in {time.monotonic() - started:.1f} s")
+        return worker
+
+    def worker_online(self, registry: WorkerRegistry) -> bool:
+        """The current worker is in the registry and its whole pool has started."""
+        if self.worker is None:
+            return False
+        named = any(name.startswith(f"bench-{self.tag}@") for name in registry.alive(10.0))
+        return named and len(children_of(self.worker.pid)) >= self.concurrency
+
+    def kill_worker(self) -> None:
+        """SIGKILL the whole worker at once: main process and pool (its process group)."""
+        if self.worker is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.worker.pid, signal.SIGKILL)
+            self.worker.process.wait()
+            self.worker = None
 
     def stop_worker(self) -> None:
         if self.worker is not None:
@@ -455,6 +478,16 @@ class Cluster:
                 raise RuntimeError(f"job {job_id} still {job['status']} (worker log: "
                                    f"{self.worker.log if self.worker else None})")
             time.sleep(interval)
+
+    def wait_terminal(self, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["status"] in TERMINAL:
+                return job
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"job {job_id} still {job['status']} after {timeout:g} s")
+            time.sleep(0.05)
 
     def queue_state(self) -> str:
         """What the broker holds, to tell a lost message from a stuck worker."""
@@ -907,6 +940,108 @@ def bench_polling(cluster: Cluster, plan: Plan) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- 5. recovery
+
+# Long enough (minutes) that it is still running when the measurement ends; cancelled then.
+RECOVERY_SPEC = {"dataset": "digits", "hidden_sizes": [500, 500], "batch_size": 20,
+                 "epochs": 1000}
+RECOVERY_TARGET = 10.0  # seconds from the kill to progress moving again
+RECOVERY_TIMEOUT = 60.0
+# What the new worker logs about the killed one's job: the recovery working, not trouble.
+EXPECTED_LOG_LINES = ("its worker is gone; re-queueing it",)
+
+
+def wait_progressing(cluster: Cluster, job_id: str, seconds: float) -> dict[str, Any]:
+    """Poll until the job is running and its progress.iteration has grown for `seconds`."""
+    deadline = time.monotonic() + QUEUED_TIMEOUT + seconds
+    first: tuple[float, int] | None = None
+    while True:
+        job = cluster.job(job_id)
+        if job["status"] in TERMINAL:
+            raise RuntimeError(f"recovery job {job_id} ended {job['status']}: {job['error']}")
+        iteration = job["progress"]["iteration"]
+        if job["status"] == "running" and iteration > 0:
+            if first is None:
+                first = (time.monotonic(), iteration)
+            elif iteration > first[1] and time.monotonic() - first[0] >= seconds:
+                return job
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"recovery job {job_id} not progressing: {job}")
+        time.sleep(0.05)
+
+
+def recover_once(cluster: Cluster, rng: np.random.Generator) -> dict[str, Any]:
+    """SIGKILL the whole worker (main process and pool) while its job runs, start a new
+    worker at once, and time (from the kill) the job's return to making progress."""
+    if cluster.worker is None or cluster.concurrency != 1:
+        cluster.start_worker(1)
+    job_id = cluster.submit(RECOVERY_SPEC)["id"]
+    wait_progressing(cluster, job_id, 1.0)
+    time.sleep(float(rng.uniform(0.0, 1.0)))  # any phase of the 1 s heartbeat
+    killed = time.monotonic()
+    cluster.kill_worker()
+    time.sleep(0.05)  # a write the pool child had sent lands before we read
+    frozen = cluster.job(job_id)
+    attempts, iteration = frozen["attempts"], frozen["progress"]["iteration"]
+    worker = cluster.start_worker(1, wait=False)
+    registry = WorkerRegistry(cluster.job_store().client, cluster.prefix)
+    marks: dict[str, float] = {}
+    moving_at: int | None = None
+    resumed_from: int | None = None
+    deadline = killed + RECOVERY_TIMEOUT
+    while time.monotonic() < deadline:
+        now = time.monotonic() - killed
+        if "online" not in marks and cluster.worker_online(registry):
+            marks["online"] = now
+        job = cluster.job(job_id)
+        if job["status"] in TERMINAL:
+            raise RuntimeError(f"recovery job {job_id} ended {job['status']}: {job['error']}")
+        if job["status"] == "queued":
+            marks.setdefault("requeued", now)
+        if job["attempts"] > attempts and job["status"] == "running":
+            marks.setdefault("restarted", now)
+            current = job["progress"]["iteration"]
+            if moving_at is None and current != iteration:
+                marks["moving"], moving_at = now, current
+                resumed_from = current
+            elif moving_at is not None and current > moving_at:
+                marks["confirmed"] = now  # it goes on growing: it really moves
+                break
+        if worker.exited():
+            raise RuntimeError(f"the new worker exited; see {worker.log}")
+        time.sleep(0.02)
+    cancel = cluster.client().post(f"/v1/jobs/{job_id}/cancel")
+    if cancel.status_code == 202:
+        with contextlib.suppress(RuntimeError):
+            cluster.wait_terminal(job_id)
+    if "confirmed" not in marks:
+        raise RuntimeError(f"recovery: progress not moving {RECOVERY_TIMEOUT:g} s after the "
+                           f"kill (marks {marks}); worker log {worker.log}")
+    log(f"recovery: kill -> worker online {marks.get('online', float('nan')):.2f} s, "
+        f"job re-queued {marks.get('requeued', float('nan')):.2f} s, new attempt running "
+        f"{marks['restarted']:.2f} s, progress moving {marks['moving']:.2f} s "
+        f"(iteration {iteration} at the kill, {resumed_from} after)")
+    return {**marks, "frozen": iteration, "resumed": resumed_from}
+
+
+def bench_recovery(cluster: Cluster, rounds: int) -> dict[str, Any]:
+    rng = np.random.default_rng(5)
+    runs = [recover_once(cluster, rng) for _ in range(rounds)]
+
+    def med(key: str) -> float:
+        values = [run[key] for run in runs if key in run]
+        return statistics.median(values) if values else float("nan")
+
+    return {
+        "runs": runs,
+        "moving": med("moving"),
+        "worst": max(run["moving"] for run in runs),
+        "online": med("online"),
+        "requeued": med("requeued"),
+        "restarted": med("restarted"),
+    }
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -917,6 +1052,8 @@ def scan_logs(paths: list[Path]) -> list[str]:
         if not path.exists():
             continue
         for line in path.read_text(errors="replace").splitlines():
+            if any(expected in line for expected in EXPECTED_LOG_LINES):
+                continue
             if any(word in line for word in ("ERROR", "Traceback", "CRITICAL", "WARNING")):
                 found.append(f"{path.name}: {line[:200]}")
     return found
@@ -999,6 +1136,16 @@ def report(results: dict[str, Any], notes: list[str]) -> None:
             ("4 body bytes: full poll (100,000 points)", f"{p['full_bytes']:,} B "
              f"({p['full_ms']:.0f} ms)", "", ""),
         ]
+    rec = results.get("recovery")
+    if rec:
+        rows += [
+            ("5 SIGKILL whole worker -> progress moving, median",
+             f"{rec['moving']:.2f} s (worst {rec['worst']:.2f} s of {len(rec['runs'])})",
+             "< 10 s", verdict(rec["worst"] < RECOVERY_TARGET, results.get("others5", 0.0))),
+            ("5   kill -> new worker online / job re-queued",
+             f"{rec['online']:.2f} / {rec['requeued']:.2f} s", "", ""),
+            ("5   kill -> new attempt running", f"{rec['restarted']:.2f} s", "", ""),
+        ]
     width = max(len(row[0]) for row in rows) if rows else 10
     value_width = max(len(row[1]) for row in rows) if rows else 10
     print()
@@ -1079,6 +1226,21 @@ def main() -> int:
                      f"curve grew to {p['total_iterations']:,} iterations; writer "
                      f"{p['writes']} appends, p99 {p['write_p99_ms']:.1f} ms, "
                      f"max {p['write_max_ms']:.1f} ms")
+        log(f"5. recovery: {plan.recovery_rounds} round(s) of SIGKILL to a whole worker "
+            "mid-job, then a new worker")
+        results["recovery"] = rec = phase(
+            "5", lambda: bench_recovery(cluster, plan.recovery_rounds))
+        fields = Settings.model_fields
+        notes.append(
+            f"recovery: default lease {fields['lease_seconds'].default:g} s, heartbeat "
+            f"{fields['heartbeat_seconds'].default:g} s, reaper interval "
+            f"{fields['reaper_interval_seconds'].default:g} s; worker concurrency 1, killed with "
+            "SIGKILL to its process group at a random phase of the heartbeat, the new one "
+            "started at once; 'moving' is the first GET /v1/jobs/{id} (polled every 20 ms) "
+            "of the new attempt whose progress.iteration differs from the killed one's, and "
+            "it grew again after; job: digits 64-500-500-10, batch 20; per round (s): "
+            + "; ".join(f"{run['moving']:.2f} (iteration {run['frozen']} -> {run['resumed']})"
+                        for run in rec["runs"]))
         o = results["overhead"]
         spread = ", ".join(f"{name} {lo:.3f}-{hi:.3f} s"
                            for name, (lo, hi) in o["spread"].items())
