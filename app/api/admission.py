@@ -75,8 +75,9 @@ def admit(spec: JobSpec, settings: Settings) -> Admission:
         message = (
             f"hidden_sizes {spec.hidden_sizes}: this job needs an estimated "
             f"{estimate.memory_bytes / 2**30:,.2f} GiB of memory "
-            f"(parameters, gradients, optimiser state, the best epoch's copy and a batch's "
-            f"activations), over the limit of {settings.max_job_memory_bytes / 2**30:,.2f} GiB "
+            "(parameters, gradients, optimiser state, the best epoch's copy, a checkpoint, "
+            "copies of the data in the job's dtype and a batch's activations), over the "
+            f"limit of {settings.max_job_memory_bytes / 2**30:,.2f} GiB "
             f"(DESCENT_MAX_JOB_MEMORY_BYTES): use {_either(remedies)}"
         )
         return Admission(
