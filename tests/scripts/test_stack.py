@@ -43,7 +43,7 @@ def test_a_redis_without_an_aof_dir_keeps_nothing(tmp_path: Path) -> None:
         assert client.config_get("appendonly") == {"appendonly": "no"}
         assert client.config_get("save") == {"save": ""}
         assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
-        directory = Path(client.config_get("dir")["dir"])
+        directory = Path(str(client.config_get("dir")["dir"]))
         client.close()
         assert directory.is_dir()
     finally:
@@ -65,8 +65,11 @@ def test_stop_kills_what_is_left_of_the_process_group(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     # The shell leaves a background child behind when SIGTERM ends it.
     child = Child("sh", ["sh", "-c", f"sleep 300 & echo $! > {pid_file}; wait"])
-    straggler = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(),
-                             30, "the background sleep"))
+
+    def written() -> str | None:
+        return pid_file.read_text().strip() if pid_file.exists() else None
+
+    straggler = int(wait_for(written, 30, "the background sleep"))
     assert child.stop(timeout=10)
     wait_for(lambda: gone(straggler), 30, "the background sleep to be killed")
 
