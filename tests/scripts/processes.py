@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 
@@ -32,7 +31,3 @@ def descendants(pid: int) -> list[int]:
 
 def command_line(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
-
-
-def alive(pid: int) -> bool:
-    return not gone(pid) and os.path.exists(f"/proc/{pid}")
