@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -14,8 +12,8 @@ from typing import Any
 import pytest
 import redis
 
-from app.local_redis import free_port, redis_server_binary
 from app.settings import Settings
+from scripts.stack import start_redis
 from tests.roles import AllRoles
 from worker.runner import JobRunner
 
@@ -33,48 +31,28 @@ class PersistentRedis:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port),
-             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
-             "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if client.ping():
-                    return
-            except redis.RedisError:
-                pass  # still loading the AOF
-            assert time.monotonic() < deadline, "redis-server did not come back"
-            time.sleep(0.05)
+        self.server = start_redis(aof_dir=directory)
+        self.port = self.server.port
 
     def crash(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
+        self.server.process.send_signal(signal.SIGKILL)
+        self.server.process.wait()
+
+    def start(self) -> None:
+        self.server = start_redis(aof_dir=self.directory, port=self.port, timeout=20)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.server.url
 
 
 @pytest.fixture
 def persistent_redis(tmp_path: Path) -> Iterator[PersistentRedis]:
     server = PersistentRedis(tmp_path)
-    server.start()
     try:
         yield server
     finally:
-        if server.process is not None and server.process.poll() is None:
-            server.process.terminate()
-            server.process.wait()
-        shutil.rmtree(tmp_path, ignore_errors=True)
+        server.server.stop()
 
 
 def run_job(store: AllRoles, settings: Settings) -> tuple[str, threading.Thread, list[str]]:
