@@ -13,6 +13,7 @@ from app.store.queue import Enqueuer, queue_key
 from app.store.reaper import Reaper
 from app.store.registry import WorkerRegistry
 from worker.celery_app import celery_app
+from worker.outage import UNREACHABLE
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +56,21 @@ def _loop(name: str, settings: Settings) -> None:
     interval = min(settings.heartbeat_seconds, settings.reaper_interval_seconds)
     next_reap = 0.0
     elapsed = 0.0
+    outage = False
     while True:
         try:
             registry.beat(name)
+            if outage:
+                logger.info("worker maintenance: Redis answers again")
+                outage = False
             if elapsed >= next_reap:
                 next_reap = elapsed + settings.reaper_interval_seconds
                 if registry.try_lock_reaper(name, settings.reaper_interval_seconds):
                     reap_once(reaper, enqueuer, settings)
+        except UNREACHABLE as exc:  # an outage: one line when it starts, not a trace a beat
+            if not outage:
+                logger.warning("worker maintenance: Redis is unreachable (%s); retrying", exc)
+            outage = True
         except Exception:
             logger.warning("worker maintenance failed; retrying", exc_info=True)
         if _stop.wait(interval):
@@ -69,6 +78,8 @@ def _loop(name: str, settings: Settings) -> None:
         elapsed += interval
     try:
         registry.leave(name)
+    except UNREACHABLE:
+        logger.warning("worker %s could not say goodbye: Redis is unreachable", name)
     finally:
         reaper.close()
 
