@@ -7,8 +7,10 @@ from typing import Any
 
 import redis
 from fastapi import Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,6 +41,16 @@ def body_fields(request: Request) -> list[str]:
     model = getattr(getattr(body, "field_info", None), "annotation", None)
     fields = getattr(model, "model_fields", None)
     return list(fields) if isinstance(fields, dict) else []
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """FastAPI's own 400 for a body it could not even decode is, to clients, one more
+    invalid body: a 422 that says what is wrong, like every other."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        message = "the body is not valid JSON: it is not UTF-8 text"
+        return unprocessable([{"loc": ["body"], "msg": message, "type": "json_invalid"}])
+    return await http_exception_handler(request, exc)
 
 
 async def redis_error_handler(request: Request, exc: Exception) -> JSONResponse:

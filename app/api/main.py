@@ -10,10 +10,12 @@ import redis
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.errors import (
     BodyLimit,
     MethodsMiddleware,
+    http_error_handler,
     redis_error_handler,
     validation_handler,
 )
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_exception_handler(RequestValidationError, validation_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(redis.RedisError, redis_error_handler)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MethodsMiddleware)

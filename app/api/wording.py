@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -29,6 +30,8 @@ def clean(value: Any) -> Any:
 
 def shown(value: Any) -> str:
     """A value as the client wrote it (JSON: null, true, "text"), shortened."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {math.inf: "Infinity", -math.inf: "-Infinity"}.get(value, "NaN")
     if isinstance(value, bytes | bytearray):
         value = bytes(value[:MAX_SHOWN]).decode("utf-8", errors="replace")
     text = json.dumps(clean(value), ensure_ascii=False)
@@ -39,6 +42,16 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     """'; did you mean "x"?' when a known word is close to `word`, else ''."""
     close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
     return f'; did you mean "{close[0]}"?' if close else ""
+
+
+def _dotted(loc: Iterable[Any]) -> str:
+    """("body", "hidden_sizes", 0) -> "hidden_sizes[0]"."""
+    text = ""
+    for part in loc:
+        if part in ("body", "query", "path", "header"):
+            continue
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
 
 
 def _bound(ctx: dict[str, Any]) -> str:
@@ -52,7 +65,7 @@ def describe(error: dict[str, Any], known_fields: Iterable[str] = ()) -> dict[st
     """One pydantic error as {loc, msg, type, input}, `msg` in Descent's words."""
     loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path",
                                                                        "header")]
-    field = ".".join(loc) or "the body"
+    field = _dotted(error.get("loc", ())) or "the body"
     kind = str(error.get("type"))
     ctx = error.get("ctx") or {}
     value = error.get("input")

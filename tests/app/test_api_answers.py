@@ -137,3 +137,24 @@ def test_a_redis_error_that_is_not_an_outage_is_a_logged_500(
     assert response.status_code == 500
     assert "unavailable" not in response.text
     assert any("WRONGTYPE" in (r.exc_text or "") for r in caplog.records)
+
+
+def test_a_body_that_is_not_utf8_is_422_not_400(client: TestClient) -> None:
+    response = client.post("/v1/jobs", content=b'\xff\xfe{"dataset": "spiral"}',
+                           headers={"Content-Type": "application/json"})
+
+    error = only_error(response)
+    assert error["type"] == "json_invalid" and "not UTF-8" in error["msg"]
+
+
+def test_an_infinite_number_is_named_as_such(client: TestClient) -> None:
+    response = client.post("/v1/jobs", content=b'{"dataset": "spiral", "learning_rate": 1e400}',
+                           headers={"Content-Type": "application/json"})
+
+    assert only_error(response)["msg"] == "learning_rate must be a finite number, got Infinity"
+
+
+def test_a_list_item_is_named_by_its_index(client: TestClient) -> None:
+    error = only_error(client.post("/v1/jobs", json={**SPIRAL, "hidden_sizes": [8, "x"]}))
+
+    assert error["msg"] == 'hidden_sizes[1] must be an integer, got "x"'

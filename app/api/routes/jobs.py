@@ -37,7 +37,8 @@ IdempotencyKey = Annotated[
 
 
 def _not_found(job_id: str) -> HTTPException:
-    return HTTPException(status_code=404, detail=f"job {job_id!r} not found")
+    shown = job_id if len(job_id) <= 64 else job_id[:64] + "…"
+    return HTTPException(status_code=404, detail=f"job {shown!r} not found")
 
 
 @router.post(
