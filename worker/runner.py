@@ -85,7 +85,8 @@ class JobRunner:
     def _recover(self) -> None:
         if not self._leased:
             return
-        if not self.holder.reclaim_lease(self.job_id, self.token, self.settings.lease_seconds):
+        state = self.holder.reclaim_lease(self.job_id, self.token, self.settings.lease_seconds)
+        if state != "ours":  # another worker has it, or the job ended meanwhile
             self._lost = True
             self._halt.set()
             raise LeaseLost(self.job_id, self.token)
@@ -149,11 +150,14 @@ class JobRunner:
         while not self._done.wait(self.settings.heartbeat_seconds):
             try:
                 state = self.holder.renew_lease(self.job_id, self.token, ttl)
-                if state == 0 and not self.holder.reclaim_lease(self.job_id, self.token, ttl):
-                    logger.warning("job %s: another worker took the lease", self.job_id)
-                    self._lost = True
-                    self._halt.set()
-                    return
+                if state == 0:  # the lease lapsed (an outage) or the job just ended
+                    held = self.holder.reclaim_lease(self.job_id, self.token, ttl)
+                    if held == "taken":
+                        logger.warning("job %s: another worker took the lease", self.job_id)
+                    if held != "ours":
+                        self._lost = held == "taken"
+                        self._halt.set()
+                        return
                 if state == 2:
                     self._halt.set()
             except UNREACHABLE:  # an outage: the next beat tries again

@@ -45,12 +45,14 @@ class LeaseHolder(StoreBase):
         args = [check_token(token), millis(ttl_seconds), self._now()]
         return int(self._renew(keys=[job_keys.lease, job_keys.job], args=args))
 
-    def reclaim_lease(self, job_id: str, token: str, ttl_seconds: float) -> bool:
+    def reclaim_lease(self, job_id: str, token: str, ttl_seconds: float) -> str:
         """After a Redis outage let the lease lapse: take it back unless another worker
         holds it, and mark the job running again if the reaper re-queued it meanwhile
-        (without counting an attempt: no worker was lost)."""
+        (without counting an attempt: no worker was lost). Returns "ours", "taken" (by
+        another worker) or "ended" (the job is terminal or gone)."""
         args = [check_token(token), millis(ttl_seconds)]
-        return bool(self._reclaim(keys=self._job_keys(job_id).all(), args=args))
+        state = int(self._reclaim(keys=self._job_keys(job_id).all(), args=args))
+        return {1: "ours", 0: "taken"}.get(state, "ended")
 
     def cancel_channel(self, job_id: str) -> str:
         """The pub/sub channel on which a cancel request for the running job is announced."""

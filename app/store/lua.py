@@ -170,10 +170,11 @@ return 1
 
 # Take back the lease after a Redis outage let it lapse, unless another worker took it;
 # a job the reaper meanwhile put back in the queue is running again (no new attempt).
-# KEYS: job keys. ARGV: token, ttl ms. 1 if the lease is (now) ours.
+# KEYS: job keys. ARGV: token, ttl ms. 1 if the lease is (now) ours, 0 if another worker
+# holds it, -1 if the job has ended (or is gone).
 RECLAIM = _PRELUDE + """
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status or TERMINAL[status] then return 0 end
+if not status or TERMINAL[status] then return -1 end
 local holder = redis.call('GET', KEYS[6])
 if holder and holder ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[2])

@@ -234,3 +234,32 @@ def test_warnings_are_added_once(store: JobStore) -> None:
 def test_a_warning_for_an_unknown_job_raises(store: JobStore) -> None:
     with pytest.raises(JobNotFound):
         store.add_warning("c" * 32, "hello")
+
+
+def test_reclaim_takes_back_a_lapsed_lease_and_undoes_a_requeue_without_an_attempt(
+    store: JobStore,
+) -> None:
+    job_id = running(store, "w1")
+    store.release_lease(job_id, "w1")  # lapsed during an outage...
+    assert store.reap(job_id, max_attempts=3) == "queued"  # ...and the reaper re-queued it
+
+    assert store.reclaim_lease(job_id, "w1", 60) == "ours"
+
+    job = store.get_job(job_id)
+    assert job is not None and job["status"] == "running" and job["attempts"] == 1
+    assert store.lease_holder(job_id) == "w1"
+
+
+def test_reclaim_says_whether_another_worker_took_it_or_the_job_ended(
+    store: JobStore,
+) -> None:
+    taken = running(store, "w1")
+    store.release_lease(taken, "w1")
+    assert store.acquire_lease(taken, "w2", 60)
+    assert store.reclaim_lease(taken, "w1", 60) == "taken"
+    assert store.lease_holder(taken) == "w2"
+
+    ended = running(store, "w1")
+    store.finish(ended, "succeeded", token="w1")
+    assert store.reclaim_lease(ended, "w1", 60) == "ended"
+    assert store.lease_holder(ended) is None
