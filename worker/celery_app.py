@@ -12,6 +12,9 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 from app.settings import get_settings  # noqa: E402
 from app.store.queue import make_celery  # noqa: E402
+from worker import broker  # noqa: E402
+
+broker.install()  # acknowledgements that survive a Redis restart: see worker/broker.py
 
 celery_app = make_celery(get_settings(), main="descent-worker")
 celery_app.conf.include = ["worker.tasks", "worker.maintenance"]

@@ -20,7 +20,14 @@ logger = logging.getLogger(__name__)
 _stop = threading.Event()
 
 
-def reap_once(reaper: Reaper, enqueuer: Enqueuer, settings: Settings) -> list[str]:
+def reclaim_grace(settings: Settings) -> float:
+    """How long after an outage a live worker may need to take its lapsed lease back."""
+    return settings.lease_seconds + 2 * settings.heartbeat_seconds
+
+
+def reap_once(
+    reaper: Reaper, enqueuer: Enqueuer, settings: Settings, *, after_outage: bool = False
+) -> list[str]:
     """Re-queue jobs whose message is gone and prune expired jobs from the indexes;
     return the ids sent a new message.
 
@@ -30,6 +37,9 @@ def reap_once(reaper: Reaper, enqueuer: Enqueuer, settings: Settings) -> list[st
     lost its message before any worker saw it. Each transition is one atomic script that
     re-checks its condition; a duplicate message is harmless (leases and terminal states
     guard).
+
+    Right after an outage (`after_outage`, or a Redis that restarted recently) running jobs
+    are left alone: their workers are alive and taking their leases back.
     """
     requeued = []
     if reaper.client.llen(queue_key(settings.key_prefix)) == 0:
@@ -37,7 +47,8 @@ def reap_once(reaper: Reaper, enqueuer: Enqueuer, settings: Settings) -> list[st
             logger.warning("job %s: queued without a message; sending a new one", job_id)
             enqueuer.enqueue(job_id)
             requeued.append(job_id)
-    for job_id in reaper.running_without_lease():
+    quiet = after_outage or reaper.redis_uptime() < reclaim_grace(settings)
+    for job_id in [] if quiet else reaper.running_without_lease():
         outcome = reaper.reap(job_id, settings.max_attempts)
         if outcome == "queued":
             logger.warning("job %s: its worker is gone; re-queueing it", job_id)
@@ -57,16 +68,18 @@ def _loop(name: str, settings: Settings) -> None:
     next_reap = 0.0
     elapsed = 0.0
     outage = False
+    quiet_until = 0.0  # after our own outage, leases are being taken back
     while True:
         try:
             registry.beat(name)
             if outage:
                 logger.info("worker maintenance: Redis answers again")
                 outage = False
+                quiet_until = elapsed + reclaim_grace(settings)
             if elapsed >= next_reap:
                 next_reap = elapsed + settings.reaper_interval_seconds
                 if registry.try_lock_reaper(name, settings.reaper_interval_seconds):
-                    reap_once(reaper, enqueuer, settings)
+                    reap_once(reaper, enqueuer, settings, after_outage=elapsed < quiet_until)
         except UNREACHABLE as exc:  # an outage: one line when it starts, not a trace a beat
             if not outage:
                 logger.warning("worker maintenance: Redis is unreachable (%s); retrying", exc)

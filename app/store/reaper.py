@@ -26,6 +26,11 @@ class Reaper(StoreBase):
         self._resend = self._script(lua.RESEND)
         self._prune = self._script(lua.PRUNE)
 
+    def redis_uptime(self) -> float:
+        """Seconds since Redis (re)started: leases that lapsed while it was down say
+        nothing about their workers until those have had time to take them back."""
+        return float(self._redis.info("server")["uptime_in_seconds"])
+
     def running_without_lease(self) -> list[str]:
         """Ids of running jobs whose lease has lapsed (a snapshot: `reap` re-checks)."""
         ids = [text(m) for m in self._redis.zrange(self.keys.status_index("running"), 0, -1)]

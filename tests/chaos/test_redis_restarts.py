@@ -73,3 +73,33 @@ def test_jobs_live_through_three_redis_crashes_with_no_attempt_used(
             assert metrics[0]["test"] == metrics[1]["test"]
     finally:
         server.stop()
+
+
+def test_a_worker_with_two_processes_lives_through_a_redis_crash_and_keeps_taking_jobs(
+    aof_dir: Path, tmp_path: Path
+) -> None:
+    # Default lease, heartbeat and reaper: the restart must not let the idle process (or
+    # the reaper) take the running job from its owner, who is alive and waiting.
+    server = start_redis(aof_dir=aof_dir)
+    try:
+        with running_service(server, tmp_path, DESCENT_WORKER_CONCURRENCY="2",
+                             DESCENT_LEASE_SECONDS="5", DESCENT_HEARTBEAT_SECONDS="1",
+                             DESCENT_REAPER_INTERVAL_SECONDS="2") as service:
+            job_id = service.submit(**SPEC)["id"]
+            wait_for(lambda: service.job(job_id)["progress"]["iteration"] > 1000, 120,
+                     "the job to make progress")
+            time.sleep(1.2)  # > 1 s, so the AOF holds the job's recent writes
+            server, codes = crash_and_restart(server, aof_dir, 7.0, [service.client])
+            assert codes == [503]
+
+            after = service.submit(**{**SPEC, "epochs": 2, "seed": 9})["id"]
+            second = service.wait_status(after, ("succeeded", "failed"), timeout=120)
+            assert second["status"] == "succeeded", second
+            done = service.wait_status(job_id, ("succeeded", "failed"), timeout=180)
+            assert done["status"] == "succeeded", done
+            assert done["attempts"] == 1
+            assert service.worker.process.poll() is None, "the worker shut down"
+            log = service.worker.log.read_text() if service.worker.log else ""
+            assert "Unrecoverable error" not in log
+    finally:
+        server.stop()
