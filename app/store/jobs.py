@@ -100,7 +100,7 @@ class JobStore(StoreBase):
         print_ = fingerprint(spec, name)
         fields = new_job_fields(job_id, spec, name, self._now(), iterations)
         job_keys = self.keys.job(job_id)
-        # Without a key the 14th KEYS slot is never read; any key name will do.
+        # Without a key its KEYS slot (the idempotency key) is never read; any key name will do.
         idem_key = self.keys.idempotency(idempotency_key) if idempotency_key else job_keys.job
         created, existing_id, existing_print = self._create(
             keys=[*job_keys.all(), self.keys.seq, self.keys.jobs, idem_key],

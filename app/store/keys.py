@@ -44,6 +44,7 @@ from typing import Literal, get_args
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+FIXED_JOB_KEYS = 7  # JobKeys.all() before the status indexes
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -71,13 +72,14 @@ class JobKeys:
     cancel_channel: str  # pub/sub, not a key: CANCEL publishes here for the running worker
     status_indexes: tuple[str, ...]
     expiring: str
-    weights: str  # not in all(): only the finishing script writes it (its KEYS[13])
+    weights: str  # not in all(): only the finishing script writes it (KEYS[EXTRA + 1])
 
     def all(self) -> list[str]:
-        """KEYS for a job-scoped script: 1 job .. 6 lease, 7..11 indexes by STATUSES,
-        12 the expiry index."""
-        data = [self.job, self.losses, self.epochs, self.metrics, self.checkpoint, self.lease]
-        return [*data, *self.status_indexes, self.expiring]
+        """KEYS for a job-scoped script: 1 job .. 6 lease, 7 the expiry index, then the
+        status indexes in the order of STATUSES (see app.store.lua)."""
+        fixed = [self.job, self.losses, self.epochs, self.metrics, self.checkpoint,
+                 self.lease, self.expiring]
+        return [*fixed, *self.status_indexes]
 
 
 @dataclass(frozen=True)

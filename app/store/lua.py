@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-# Helpers shared by the job-scoped scripts (KEYS as in JobKeys.all()).
-_PRELUDE = """
-local INDEX = {queued = KEYS[7], running = KEYS[8], succeeded = KEYS[9],
-               failed = KEYS[10], cancelled = KEYS[11]}
-local TERMINAL = {succeeded = true, failed = true, cancelled = true}
+from app.store.keys import FIXED_JOB_KEYS, STATUSES, TERMINAL_STATUSES
 
+# Helpers shared by the job-scoped scripts. KEYS as in JobKeys.all(): 1 job, 2 losses,
+# 3 epochs, 4 metrics, 5 checkpoint, 6 lease, 7 the expiry index, then one index per
+# status (generated from STATUSES, so a new status cannot shift a key); a script's own
+# keys follow, from KEYS[EXTRA + 1].
+_INDEX = ", ".join(
+    f"{status} = KEYS[{FIXED_JOB_KEYS + 1 + i}]" for i, status in enumerate(STATUSES)
+)
+_TERMINAL = ", ".join(f"{status} = true" for status in sorted(TERMINAL_STATUSES))
+_PRELUDE = f"""
+local INDEX = {{{_INDEX}}}
+local TERMINAL = {{{_TERMINAL}}}
+local EXTRA = {FIXED_JOB_KEYS + len(STATUSES)}
+""" + """
 local function lease_is(token)
   return redis.call('GET', KEYS[6]) == token
 end
@@ -38,18 +47,19 @@ local function terminate(from, to, now, ttl)
   redis.call('HSET', KEYS[1], 'finished_at', now)
   redis.call('DEL', KEYS[5], KEYS[6])
   for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
+  -- The keys expire within a second after the TIME's whole seconds plus the ttl.
   local clock = redis.call('TIME')
   local id = redis.call('HGET', KEYS[1], 'id')
-  redis.call('ZADD', KEYS[12], tonumber(clock[1]) + tonumber(ttl), id)
+  redis.call('ZADD', KEYS[7], tonumber(clock[1]) + 1 + tonumber(ttl), id)
 end
 """
 
-# KEYS: job keys, 13 seq, 14 jobs, 15 idem. ARGV: id, fingerprint, idem ttl,
+# KEYS: job keys, then EXTRA + 1 seq, + 2 jobs, + 3 idem. ARGV: id, fingerprint, idem ttl,
 # has idem ('1'/'0'), job key prefix, then field/value pairs of the new hash.
 # The lookup of an idempotent job is the one key built here; fine outside Cluster.
 CREATE = _PRELUDE + """
 if ARGV[4] == '1' then
-  local existing = redis.call('GET', KEYS[15])
+  local existing = redis.call('GET', KEYS[EXTRA + 3])
   if existing then
     local record = cjson.decode(existing)
     if redis.call('EXISTS', ARGV[5] .. record.job_id) == 1 then
@@ -57,13 +67,13 @@ if ARGV[4] == '1' then
     end
   end
 end
-local seq = redis.call('INCR', KEYS[13])
+local seq = redis.call('INCR', KEYS[EXTRA + 1])
 redis.call('HSET', KEYS[1], 'seq', seq, unpack(ARGV, 6))
-redis.call('ZADD', KEYS[14], seq, ARGV[1])
+redis.call('ZADD', KEYS[EXTRA + 2], seq, ARGV[1])
 redis.call('ZADD', INDEX.queued, seq, ARGV[1])
 if ARGV[4] == '1' then
   local record = cjson.encode({job_id = ARGV[1], fingerprint = ARGV[2]})
-  redis.call('SET', KEYS[15], record, 'EX', ARGV[3])
+  redis.call('SET', KEYS[EXTRA + 3], record, 'EX', ARGV[3])
 end
 return {1, ARGV[1], ARGV[2]}
 """
@@ -140,7 +150,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 return add_warnings({ARGV[1]})
 """
 
-# KEYS: job keys, 13 weights. ARGV: status, token ('' skips fencing), now, ttl, error json,
+# KEYS: job keys, EXTRA + 1 weights. ARGV: status, token ('' skips fencing), now, ttl, error json,
 # metrics json, warnings json, weights bytes ('' for none of the last four). Returns 1 if
 # it transitioned.
 FINISH = _PRELUDE + """
@@ -153,7 +163,7 @@ end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('SET', KEYS[4], ARGV[6]) end
 if ARGV[7] ~= '' then add_warnings(cjson.decode(ARGV[7])) end
-if ARGV[8] ~= '' then redis.call('SET', KEYS[13], ARGV[8], 'EX', ARGV[4]) end
+if ARGV[8] ~= '' then redis.call('SET', KEYS[EXTRA + 1], ARGV[8], 'EX', ARGV[4]) end
 terminate(status, ARGV[1], ARGV[3], ARGV[4])
 return 1
 """
@@ -234,16 +244,21 @@ return 1
 """
 
 # Drop jobs whose keys have expired from every index. KEYS: jobs, expiring, then the
-# status indexes. ARGV: job key prefix, unix now, at most this many. Returns the count.
+# status indexes. ARGV: job key prefix, at most this many. Returns the count dropped.
 PRUNE = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, ARGV[2])
 local dropped = 0
 for _, id in ipairs(ids) do
-  if redis.call('EXISTS', ARGV[1] .. id) == 0 then
+  local left = redis.call('PTTL', ARGV[1] .. id)
+  if left == -2 then
     for i = 1, #KEYS do redis.call('ZREM', KEYS[i], id) end
     dropped = dropped + 1
+  elseif left > 0 then
+    redis.call('ZADD', KEYS[2], now + math.ceil(left / 1000) + 1, id)  -- not yet: later
   else
-    redis.call('ZREM', KEYS[2], id)  -- alive again? then its next end re-adds it
+    redis.call('ZREM', KEYS[2], id)  -- kept without a TTL: not an expiring job
   end
 end
 return dropped

@@ -4,7 +4,6 @@ transition one atomic script that re-checks its own condition."""
 from __future__ import annotations
 
 import logging
-import time
 from datetime import timedelta
 
 from app.store import lua
@@ -63,16 +62,14 @@ class Reaper(StoreBase):
             if self._resend(keys=self._job_keys(job_id).all(), args=[now, cutoff]) == 1
         ]
 
-    def prune_indexes(self, now: float | None = None) -> int:
-        """Drop every job whose keys have expired from the indexes; return how many."""
+    def prune_indexes(self) -> int:
+        """Drop every job whose keys have expired from the indexes; return how many.
+        (Redis's own clock decides, so a worker's clock cannot make it early or late.)"""
         keys = [self.keys.jobs, self.keys.expiring]
         keys += [self.keys.status_index(status) for status in STATUSES]
-        moment = time.time() if now is None else now
         total = 0
         while True:
-            dropped = int(
-                self._prune(keys=keys, args=[self.keys.job_prefix, moment, PRUNE_BATCH])
-            )
+            dropped = int(self._prune(keys=keys, args=[self.keys.job_prefix, PRUNE_BATCH]))
             total += dropped
             if dropped < PRUNE_BATCH:
                 break
