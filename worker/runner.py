@@ -41,6 +41,7 @@ from worker.outage import UNREACHABLE, OutagePolicy, RedisOutage
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+CANCEL_MESSAGE = b"1"  # what app.store.lua's CANCEL publishes on the job's channel
 TrainFn = Callable[..., TrainResult]
 
 
@@ -127,7 +128,7 @@ class JobRunner:
         so the next job does not wait for its poll to time out (without Redis, it notices
         the end within that timeout)."""
         with contextlib.suppress(*UNREACHABLE):
-            self.holder.client.publish(self.holder.cancel_channel(self.job_id), "done")
+            self.holder.client.publish(self.holder.cancel_channel(self.job_id), self.token)
 
     def _take_lease(self) -> bool:
         """Wait out the lease of a worker that died (it lapses); a live holder keeps it."""
@@ -173,7 +174,10 @@ class JobRunner:
             try:
                 pubsub.subscribe(channel)
                 while not self._done.is_set():
-                    if pubsub.get_message(timeout=0.5) is not None and not self._done.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    # Only the CANCEL script's "1" is a cancel: an attempt that ends wakes
+                    # its own watcher with its token, which other attempts ignore.
+                    if message is not None and message["data"] == CANCEL_MESSAGE:
                         self._halt.set()
                         return
             except UNREACHABLE:
@@ -224,8 +228,11 @@ class JobRunner:
         except Stopped:
             if self._lost:
                 return "lease lost to another worker"
-            self._store(lambda: self.holder.finish(self.job_id, "cancelled", token=self.token))
-            return "cancelled"
+            if self._store(
+                lambda: self.holder.finish(self.job_id, "cancelled", token=self.token)
+            ):
+                return "cancelled"
+            return "ended elsewhere"  # e.g. the reaper ended it during an outage
         except Diverged as exc:
             return self._fail("diverged", str(exc))
         except SoftTimeLimitExceeded:
@@ -399,10 +406,21 @@ class _Written:
         self.progress = progress
 
     def rewrite(self, holder: LeaseHolder, job_id: str, token: str) -> None:
+        """Write it all again, each epoch row in one step with the losses up to its
+        iteration (as on_epoch does), so that no poll sees an epoch's last loss before
+        its row."""
         if self.first is None or self.progress is None:
             return
-        if len(self.chunks) > 1:
-            self.chunks = [np.concatenate(self.chunks)]
-        holder.record_iterations(job_id, token, self.first, self.chunks[0], self.progress)
+        losses = np.concatenate(self.chunks)
+        self.chunks = [losses]
+        start = self.first
         for row in self.rows:
-            holder.record_epoch(job_id, token, row)
+            upto = int(row["iteration"])
+            part = losses[start - self.first : upto - self.first + 1]
+            holder.record_epoch(job_id, token, row, first_iteration=start, losses=part)
+            start = upto + 1
+        rest = losses[start - self.first :]
+        if len(rest):
+            holder.record_iterations(job_id, token, start, rest, self.progress)
+        else:
+            holder.record_epoch(job_id, token, self.rows[-1], progress=self.progress)

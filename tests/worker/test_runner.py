@@ -254,3 +254,22 @@ def test_a_network_whose_checkpoint_is_over_the_budget_runs_without_and_says_so(
     assert store.load_weights(job_id) is None
     curve = store.read_curve(job_id, max_points=100_000)
     assert curve is not None and curve["total"] == SPIRAL["epochs"] * ITERATIONS_PER_EPOCH
+
+
+def test_another_attempt_ending_on_the_channel_is_not_a_cancel(
+    store: JobStore, settings: Settings
+) -> None:
+    job_id = queued(store, hidden_sizes=[64], batch_size=4, epochs=3)
+    runner = JobRunner(store, settings, job_id)
+    outcome: list[str] = []
+    thread = threading.Thread(target=lambda: outcome.append(runner.run()))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while (job := store.get_job(job_id)) is not None and job["progress"]["iteration"] == 0:
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.01)
+
+    store.client.publish(store.cancel_channel(job_id), "f" * 32)  # an old attempt's wake-up
+
+    thread.join(timeout=60)
+    assert outcome == ["succeeded"]
