@@ -56,6 +56,8 @@ def admit(spec: JobSpec, settings: Settings) -> Admission:
     if estimate.seconds > settings.max_job_seconds:
         # Advice names only what would help this job; the knob named first is the field.
         remedies = ["fewer epochs", "a smaller network"]
+        if config.batch_size < 32:  # each step's fixed cost dominates small batches
+            remedies.append("a larger batch_size")
         if config.gradient == "numerical":
             remedies.append("gradient backprop")
         message = (

@@ -32,7 +32,8 @@ def unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
 async def validation_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     known = body_fields(request)
-    return unprocessable([describe(dict(e), known) for e in exc.errors()])
+    json_body = "json" in request.headers.get("content-type", "")
+    return unprocessable([describe(dict(e), known, json_body) for e in exc.errors()])
 
 
 def body_fields(request: Request) -> list[str]:
@@ -48,7 +49,14 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     invalid body: a 422 that says what is wrong, like every other."""
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
-        message = "the body is not valid JSON: it is not UTF-8 text"
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, RecursionError):
+            reason = "it nests too deeply"
+        elif isinstance(cause, UnicodeDecodeError):
+            reason = "it is not UTF-8 text"
+        else:
+            reason = "it could not be parsed"
+        message = f"the body is not valid JSON: {reason}"
         return unprocessable([{"loc": ["body"], "msg": message, "type": "json_invalid"}])
     return await http_exception_handler(request, exc)
 
@@ -70,29 +78,60 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 class MethodsMiddleware:
-    """OPTIONS on any route answers 204 with every method its path allows, not only the
-    first route's (FastAPI keeps one route per method)."""
+    """Every method of a path, whichever route serves it (FastAPI keeps one route per
+    method): OPTIONS answers 204 listing them, a 405's Allow lists them all, and HEAD is
+    answered wherever GET is (the GET answer's headers, without its body)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        routes = scope["app"].router.routes
-        allowed = {
-            method
-            for method in METHODS
-            if any(route.matches({**scope, "method": method})[0] == Match.FULL
-                   for route in routes)
-        }
-        if not allowed:
-            await self.app(scope, receive, send)
+        method = scope["method"]
+        if method == "OPTIONS":
+            allowed = _allowed(scope)
+            if allowed:
+                headers = {"Allow": ", ".join(sorted(allowed))}
+                await Response(status_code=204, headers=headers)(scope, receive, send)
+                return
+        elif method == "HEAD" and "GET" in _allowed(scope):
+            await self.app({**scope, "method": "GET"}, receive, _without_body(send))
             return
+        await self.app(scope, receive, _fixing_405(scope, send))
+
+
+def _allowed(scope: Scope) -> set[str]:
+    routes = scope["app"].router.routes
+    allowed = {
+        method
+        for method in METHODS
+        if any(route.matches({**scope, "method": method})[0] == Match.FULL for route in routes)
+    }
+    if allowed:
         allowed |= {"OPTIONS"} | ({"HEAD"} if "GET" in allowed else set())
-        response = Response(status_code=204, headers={"Allow": ", ".join(sorted(allowed))})
-        await response(scope, receive, send)
+    return allowed
+
+
+def _without_body(send: Send) -> Send:
+    async def head_send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return head_send
+
+
+def _fixing_405(scope: Scope, send: Send) -> Send:
+    async def fixed_send(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 405:
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+            headers.append((b"allow", ", ".join(sorted(_allowed(scope))).encode()))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return fixed_send
 
 
 class BodyLimit:

@@ -213,3 +213,33 @@ class Metrics(BaseModel):
 class MetricsNotReady(BaseModel):
     detail: str
     status: Status
+
+
+class ErrorDetail(BaseModel):
+    """Every error but a 422: what went wrong, in words."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description='Where: ["body", "epochs"], ["query", "since"]')
+    msg: str = Field(description="What is wrong, naming the field and the value.")
+    type: str
+    input: JsonValue | None = None
+
+
+class Unprocessable(BaseModel):
+    """A 422: one entry per problem."""
+
+    detail: list[FieldError]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    redis: bool
+    workers: int = Field(description="Workers heard from within the last 3 heartbeats.")
+    detail: str | None = None

@@ -61,8 +61,19 @@ def _bound(ctx: dict[str, Any]) -> str:
     return "in range"
 
 
-def describe(error: dict[str, Any], known_fields: Iterable[str] = ()) -> dict[str, Any]:
-    """One pydantic error as {loc, msg, type, input}, `msg` in Descent's words."""
+# Patterns of our own fields, in words.
+PATTERN_WORDS = {r"^[\x21-\x7e]+$": "visible ASCII characters (no spaces)"}
+
+
+def _count(n: Any, unit: str) -> str:
+    return f"{n} {unit[:-1]}" if n == 1 else f"{n} {unit}"
+
+
+def describe(
+    error: dict[str, Any], known_fields: Iterable[str] = (), json_body: bool = True
+) -> dict[str, Any]:
+    """One pydantic error as {loc, msg, type, input}, `msg` in Descent's words.
+    `json_body`: whether the request said its body is JSON."""
     loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path",
                                                                        "header")]
     field = _dotted(error.get("loc", ())) or "the body"
@@ -70,8 +81,10 @@ def describe(error: dict[str, Any], known_fields: Iterable[str] = ()) -> dict[st
     ctx = error.get("ctx") or {}
     value = error.get("input")
     where = error.get("loc", ("body",))[0]
-    # Query, header and path values are text as typed: shown bare, not JSON-quoted.
-    raw = where in ("query", "header", "path") and isinstance(value, str)
+    # Query, header and path values are text as typed: shown bare, not JSON-quoted,
+    # unless they are empty or hold spaces.
+    raw = (where in ("query", "header", "path") and isinstance(value, str) and value != ""
+           and not any(c.isspace() for c in value))
     got = f"got {clean(value)[:MAX_SHOWN]}" if raw else f"got {shown(value)}"
     message = str(error.get("msg", "invalid"))
     if message.startswith("Value error, "):
@@ -83,7 +96,9 @@ def describe(error: dict[str, Any], known_fields: Iterable[str] = ()) -> dict[st
     elif kind == "json_invalid":
         where = f" at character {loc[0]}" if loc else ""
         text = f"the body is not valid JSON: {ctx.get('error', message)}{where}"
-    elif isinstance(value, bytes | bytearray) or (not loc and isinstance(value, str)):
+    elif isinstance(value, bytes | bytearray) or (
+        not loc and isinstance(value, str) and not json_body
+    ):
         # FastAPI hands over a body it did not parse as JSON as it came.
         if isinstance(value, bytes | bytearray):
             value = bytes(value[:MAX_SHOWN]).decode("utf-8", errors="replace")
@@ -113,9 +128,12 @@ def describe(error: dict[str, Any], known_fields: Iterable[str] = ()) -> dict[st
     elif kind in ("too_short", "too_long", "string_too_short", "string_too_long"):
         unit = "characters" if isinstance(value, str) else "items"
         if "max_length" in ctx:
-            text = f"{field} must have at most {ctx['max_length']} {unit}, {got}"
+            text = f"{field} must have at most {_count(ctx['max_length'], unit)}, {got}"
         else:
-            text = f"{field} must have at least {ctx.get('min_length', 1)} {unit}, {got}"
+            text = f"{field} must have at least {_count(ctx.get('min_length', 1), unit)}, {got}"
+    elif kind == "string_pattern_mismatch":
+        pattern = str(ctx.get("pattern", ""))
+        text = f"{field} must be {PATTERN_WORDS.get(pattern, f'text matching {pattern}')}, {got}"
     elif message.startswith(loc[0] if loc else field):
         text = message  # already in our words (a validator of ours)
     else:

@@ -158,3 +158,46 @@ def test_a_list_item_is_named_by_its_index(client: TestClient) -> None:
     error = only_error(client.post("/v1/jobs", json={**SPIRAL, "hidden_sizes": [8, "x"]}))
 
     assert error["msg"] == 'hidden_sizes[1] must be an integer, got "x"'
+
+
+def test_head_is_answered_wherever_get_is(client: TestClient) -> None:
+    for path in ("/v1/jobs", "/healthz", "/v1/datasets"):
+        response = client.head(path)
+        assert response.status_code == 200, path
+        assert response.content == b""
+        assert response.headers["content-type"] == "application/json"
+
+
+def test_a_405_lists_every_method_of_the_path(client: TestClient) -> None:
+    response = client.put("/v1/jobs")
+
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "POST"}
+
+
+def test_a_body_nested_too_deeply_says_so(client: TestClient) -> None:
+    response = client.post("/v1/jobs", content=b"[" * 50_000 + b"]" * 50_000,
+                           headers={"Content-Type": "application/json"})
+
+    assert only_error(response)["msg"] == "the body is not valid JSON: it nests too deeply"
+
+
+def test_a_json_string_body_is_told_to_be_an_object(client: TestClient) -> None:
+    error = only_error(client.post("/v1/jobs", json="digits"))
+
+    assert error["msg"] == 'the body must be a JSON object, got "digits"'
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("a b", 'idempotency-key must be visible ASCII characters (no spaces), got "a b"'),
+        ("", 'idempotency-key must have at least 1 character, got ""'),
+    ],
+)
+def test_idempotency_key_errors_are_in_our_words(
+    client: TestClient, key: str, message: str
+) -> None:
+    response = client.post("/v1/jobs", json=SPIRAL, headers={"Idempotency-Key": key})
+
+    assert only_error(response)["msg"] == message

@@ -193,8 +193,19 @@ def test_the_cost_advice_of_a_backprop_job_names_only_what_would_help(
     error = refused(client.post("/v1/jobs", json=spec), "epochs")
 
     assert error["type"] == "cost_limit"
-    assert "fewer epochs or a smaller network" in error["msg"]
+    assert "fewer epochs, a smaller network or a larger batch_size" in error["msg"]
     assert "backprop" not in error["msg"]
+
+
+def test_the_cost_advice_leaves_out_the_batch_size_when_it_is_already_large(
+    client: TestClient,
+) -> None:
+    spec = {"dataset": "digits", "hidden_sizes": [4096, 4096, 4096], "epochs": 1000,
+            "batch_size": 64}
+
+    error = refused(client.post("/v1/jobs", json=spec), "epochs")
+
+    assert error["msg"].endswith("use fewer epochs or a smaller network")
 
 
 def test_the_cost_limit_follows_the_settings(make_client: Callable[..., TestClient]) -> None:

@@ -6,17 +6,22 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.api.deps import RegistryDep, SettingsDep, StoreDep
+from app.api.schemas import Health, Readiness
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Health)
 def healthz() -> dict[str, str]:
     """The API process answers."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Redis unreachable or no worker"}})
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Redis unreachable or no worker"}},
+)
 def readyz(store: StoreDep, registry: RegistryDep, settings: SettingsDep) -> JSONResponse:
     """Ready when Redis answers and at least one worker said it was alive recently."""
     try:

@@ -11,7 +11,17 @@ from fastapi.responses import JSONResponse
 from app.api.admission import admit
 from app.api.deps import EnqueuerDep, SettingsDep, StoreDep
 from app.api.errors import unprocessable
-from app.api.schemas import Curve, Job, JobList, JobSpec, Metrics, MetricsNotReady, Status
+from app.api.schemas import (
+    Curve,
+    ErrorDetail,
+    Job,
+    JobList,
+    JobSpec,
+    Metrics,
+    MetricsNotReady,
+    Status,
+    Unprocessable,
+)
 from app.store.keys import STATUSES
 from app.store.records import IdempotencyConflict, JobAlreadyFinished, JobNotFound
 
@@ -23,7 +33,9 @@ MAX_CURVE_POINTS = 100_000
 # The curve's cursor can never pass the most iterations a job may run (DESCENT_MAX_ITERATIONS
 # is at most this), so no `since` reaches Redis as an offset it cannot represent.
 MAX_SINCE = 10**9
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such job"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorDetail, "description": "No such job"}
+}
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -46,9 +58,12 @@ def _not_found(job_id: str) -> HTTPException:
     status_code=202,
     response_model=Job,
     responses={
-        409: {"description": "Idempotency-Key reused with a different body"},
-        413: {"description": "Body too large"},
-        422: {"description": "Invalid spec; each entry names the field and the value"},
+        409: {"model": ErrorDetail,
+              "description": "Idempotency-Key reused with a different body"},
+        413: {"model": ErrorDetail, "description": "Body too large"},
+        422: {"model": Unprocessable,
+              "description": "Invalid spec; each entry names the field and the value"},
+        503: {"model": ErrorDetail, "description": "The job store or the queue is unreachable"},
     },
 )
 def submit_job(
@@ -160,7 +175,10 @@ def get_metrics(job_id: str, store: StoreDep) -> Any:
     "/{job_id}/cancel",
     status_code=202,
     response_model=Job,
-    responses={**NOT_FOUND, 409: {"description": "The job already succeeded or failed"}},
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorDetail, "description": "The job already succeeded or failed"},
+    },
 )
 def cancel_job(job_id: str, store: StoreDep) -> Any:
     """Ask the job to stop; a running job stops within one mini-batch and ends `cancelled`."""
