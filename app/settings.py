@@ -4,22 +4,37 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JOB_TTL_SECONDS = 7 * 24 * 3600
+DEFAULT_IDEMPOTENCY_TTL_SECONDS = 86_400
+
+# Where Linux says how much memory this process's control group may use (v2, then v1).
+CGROUP_MEMORY_LIMITS = (
+    Path("/sys/fs/cgroup/memory.max"),
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+)
 
 
 def default_job_memory() -> int:
-    """A quarter of this machine's physical memory, or 4 GiB when it cannot be read."""
+    """A quarter of the memory this process may use: the machine's, or its container's
+    (cgroup) limit when that is lower; 4 GiB when neither can be read."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        return 4 * 2**30
+        total = 0
+    for path in CGROUP_MEMORY_LIMITS:
+        try:
+            limit = int(path.read_text().strip())  # "max" (no limit) raises ValueError
+        except (OSError, ValueError):
+            continue
+        if 0 < limit < (total or limit + 1):
+            total = limit
+        break
     return total // 4 if total > 0 else 4 * 2**30
-
-DEFAULT_IDEMPOTENCY_TTL_SECONDS = 86_400
 
 
 class Settings(BaseSettings):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -171,3 +172,17 @@ def test_a_dead_workers_job_is_requeued_and_readiness_drops_within_seconds_by_de
     # /readyz counts workers heard from within 3 heartbeats.
     assert 3 * settings.heartbeat_seconds <= 3
     assert settings.heartbeat_seconds * 3 < settings.lease_seconds + 1
+
+
+def test_the_memory_limit_defaults_to_a_quarter_of_the_container_or_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.settings as settings_module
+
+    limit = tmp_path / "memory.max"
+    monkeypatch.setattr(settings_module, "CGROUP_MEMORY_LIMITS", (limit,))
+    limit.write_text("1073741824\n")  # a container allowed 1 GiB
+    assert settings_module.default_job_memory() == 2**28
+    limit.write_text("max\n")  # no limit: the machine's memory decides
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert settings_module.default_job_memory() == machine // 4

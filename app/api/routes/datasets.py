@@ -17,9 +17,10 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 def described(info: DatasetInfo, settings: Settings) -> dict[str, Any]:
     """A catalogue entry whose hint names the setting behind "the data directory"."""
     entry = info.to_dict()
-    if entry["hint"] and "data directory" in entry["hint"]:
-        where = settings.data_dir or "unset"
-        entry["hint"] += f" (the data directory is DESCENT_DATA_DIR, now {where})"
+    if entry["hint"]:
+        entry["hint"] = entry["hint"].replace(
+            "the data directory", "the data directory (DESCENT_DATA_DIR)", 1
+        )
     return entry
 
 
