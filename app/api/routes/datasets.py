@@ -19,7 +19,7 @@ def described(info: DatasetInfo, settings: Settings) -> dict[str, Any]:
     entry = info.to_dict()
     if entry["hint"]:
         entry["hint"] = entry["hint"].replace(
-            "the data directory", "the data directory (DESCENT_DATA_DIR)", 1
+            "the data directory", "the data directory DESCENT_DATA_DIR", 1
         )
     return entry
 
