@@ -41,20 +41,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.service import latency, overhead, polling, recovery, scaling  # noqa: E402
-from bench.service.harness import (  # noqa: E402
-    HIDDEN,
-    NORMAL,
-    QUICK,
-    LoadMeter,
-    Row,
-    Stack,
-    Workload,
-    ignore_signals,
-    interruptible,
-    log,
-    scan_logs,
-    wait_for_quiet,
-)
+from bench.service.harness import HIDDEN, NORMAL, QUICK, Row, Stack, Workload, scan_logs  # noqa: E402
+from bench.service.load import LoadMeter, wait_for_quiet  # noqa: E402
+from bench.service.log import log  # noqa: E402
+from bench.service.signals import ignore_signals, interruptible  # noqa: E402
 from trainer import dataset_info  # noqa: E402
 
 MEASUREMENTS = ("overhead", "latency", "scaling", "polling", "recovery")

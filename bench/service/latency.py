@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.service.harness import Plan, Row, Stack, log, parse_time, pct, run_seconds
+from bench.service.harness import Plan, Row, Stack
+from bench.service.log import log
+from bench.service.stats import parse_time, pct, run_seconds
 
 SPEC = {"dataset": "spiral", "hidden_sizes": [16], "epochs": 20, "batch_size": 50}
 

@@ -8,20 +8,9 @@ import time
 from typing import Any
 
 from app.api.schemas import JobSpec
-from bench.service.harness import (
-    HIDDEN,
-    Plan,
-    Row,
-    Stack,
-    Workload,
-    job_spec,
-    log,
-    median,
-    median_ci,
-    parse_time,
-    run_seconds,
-    verdict,
-)
+from bench.service.harness import HIDDEN, Plan, Row, Stack, Workload, job_spec
+from bench.service.log import log
+from bench.service.stats import median, median_ci, parse_time, run_seconds, verdict
 from trainer import TrainConfig, load_dataset, train
 from worker.runner import JobRunner
 

@@ -21,7 +21,10 @@ import httpx
 import numpy as np
 
 from app.store.leases import LeaseHolder
-from bench.service.harness import Plan, Row, Stack, job_spec, log, pct, process_cpu
+from bench.service.harness import Plan, Row, Stack, job_spec
+from bench.service.load import process_cpu
+from bench.service.log import log
+from bench.service.stats import pct
 
 PACED_PERIOD = 1.0  # seconds between two polls of one paced poller
 

@@ -11,16 +11,9 @@ from typing import Any
 import numpy as np
 
 from app.settings import Settings
-from bench.service.harness import (
-    QUEUED_TIMEOUT,
-    TERMINAL,
-    Plan,
-    Row,
-    Stack,
-    log,
-    median,
-    verdict,
-)
+from bench.service.harness import QUEUED_TIMEOUT, TERMINAL, Plan, Row, Stack
+from bench.service.log import log
+from bench.service.stats import median, verdict
 
 # Minutes long, so that it still runs when the measurement ends (it is cancelled then);
 # its epochs take well under the 0.25 s progress flush, so progress moves every flush.

@@ -11,21 +11,11 @@ import statistics
 import time
 from typing import Any
 
-from bench.service.harness import (
-    JOB_TIMEOUT,
-    START_TIMEOUT,
-    Plan,
-    Row,
-    Stack,
-    Workload,
-    job_spec,
-    log,
-    parse_time,
-    run_seconds,
-    sigint_blocked,
-    verdict,
-)
+from bench.service.harness import JOB_TIMEOUT, START_TIMEOUT, Plan, Row, Stack, Workload, job_spec
+from bench.service.log import log
 from bench.service.overhead import job_config
+from bench.service.signals import sigint_blocked
+from bench.service.stats import parse_time, run_seconds, verdict
 from trainer import load_dataset, train
 
 TARGET = 1.8
