@@ -10,6 +10,7 @@ import redis
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi_offline import FastAPIOffline
+from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.errors import (
@@ -19,7 +20,8 @@ from app.api.errors import (
     redis_error_handler,
     validation_handler,
 )
-from app.api.routes import datasets, health, jobs
+from app.api.monitoring import HttpMetrics, StoreCollector
+from app.api.routes import datasets, health, jobs, metrics
 from app.settings import Settings, get_settings
 from app.store.base import connect
 from app.store.jobs import JobStore
@@ -44,7 +46,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store = JobStore.from_settings(settings, client)
         app.state.registry = WorkerRegistry(client, settings.key_prefix)
         app.state.enqueuer = Enqueuer(make_celery(settings, main="descent-api"))
+        collector = StoreCollector(app.state.store, app.state.registry, settings)
+        registry.register(collector)
         yield
+        registry.unregister(collector)
         app.state.enqueuer.close()
         client.close()
 
@@ -56,14 +61,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=package_version(),
         lifespan=lifespan,
     )
+    registry = CollectorRegistry()
+    app.state.metrics_registry = registry
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(redis.RedisError, redis_error_handler)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MethodsMiddleware)
+    app.add_middleware(HttpMetrics, registry=registry)  # outermost: it times everything
     app.include_router(jobs.router)
     app.include_router(datasets.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     return app
 
 

@@ -108,6 +108,17 @@ class KeyLayout:
         return f"{self.prefix}:jobs:expiring"
 
     @property
+    def stats_durations(self) -> str:
+        """Hash: "{status}:{bucket}" -> jobs ended with that status within the bucket's
+        seconds, "{status}:sum" -> their seconds (app.store.stats)."""
+        return f"{self.prefix}:stats:durations"
+
+    @property
+    def stats_iterations(self) -> str:
+        """Counter: iterations of every job that ended (app.store.stats)."""
+        return f"{self.prefix}:stats:iterations"
+
+    @property
     def workers(self) -> str:
         return f"{self.prefix}:workers"
 

@@ -78,15 +78,16 @@ end
 return {1, ARGV[1], ARGV[2]}
 """
 
-# ARGV: now, ttl, the job's cancel channel. Returns the status after the call, or nil for
-# an unknown job. A running job's worker hears of it on the channel at once.
+# ARGV: now, ttl, the job's cancel channel. Returns the status after the call ('ended' when
+# this call cancelled a queued job), or nil for an unknown job. A running job's worker
+# hears of it on the channel at once.
 CANCEL = _PRELUDE + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
 if status == 'queued' then
   redis.call('HSET', KEYS[1], 'cancel_requested', '1')
   terminate(status, 'cancelled', ARGV[1], ARGV[2])
-  return 'cancelled'
+  return 'ended'
 end
 if status == 'running' then
   redis.call('HSET', KEYS[1], 'cancel_requested', '1')

@@ -165,3 +165,18 @@ def test_the_reaper_sends_a_new_message_for_a_queued_job_that_lost_its_own(
     done = service.wait_status(job["id"], ("succeeded", "failed"), timeout=60)
     assert done["status"] == "succeeded", done["error"]
     assert done["attempts"] == 1
+
+
+def test_metrics_show_the_worker_and_the_iterations_it_trained(service: Service) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    job = service.submit(**SMALL, seed=11)
+    done = service.wait_status(job["id"], ("succeeded",), timeout=60)
+
+    response = service.client.get("/metrics")
+    assert response.status_code == 200
+    values = {sample.name: sample.value
+              for family in text_string_to_metric_families(response.text)
+              for sample in family.samples if not sample.labels}
+    assert values["descent_workers_online"] >= 1
+    assert values["descent_iterations_trained_total"] >= done["progress"]["iterations"]
