@@ -36,7 +36,7 @@ def _unicode(value: Any) -> Any:
     return value
 
 
-Int = Annotated[int, BeforeValidator(_integral)]
+MAX_SEED = 2**53 - 1
 Text = Annotated[str, BeforeValidator(_unicode)]
 
 # The first example works on every install: digits ships with scikit-learn.
@@ -74,7 +74,7 @@ class JobSpec(BaseModel):
     )
 
     dataset: Text = Field(min_length=1, max_length=200, description="A name from GET /v1/datasets.")
-    hidden_sizes: list[Int] = Field(
+    hidden_sizes: list[int] = Field(
         default=[50],
         min_length=1,
         max_length=MAX_HIDDEN_LAYERS,
@@ -89,15 +89,32 @@ class JobSpec(BaseModel):
     )
     learning_rate: float = Field(default=0.1, gt=0, le=MAX_LEARNING_RATE)
     momentum: float = Field(default=0.0, ge=0, lt=1)
-    batch_size: Int = Field(default=100, ge=1, description="At most the training set's size.")
-    epochs: Int = Field(default=10, ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(default=100, ge=1, description="At most the training set's size.")
+    epochs: int = Field(default=10, ge=1, le=MAX_EPOCHS)
     validation_fraction: float = Field(default=0.1, ge=0, le=MAX_VALIDATION_FRACTION)
-    early_stopping_patience: Int | None = Field(default=None, ge=1)
+    early_stopping_patience: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="null, or epochs without validation improvement."
+    )
     weight_init_std: float | None = Field(
         default=None, gt=0, description="null: He for relu, Xavier for sigmoid."
     )
-    seed: Int = Field(default=0, ge=0, le=2**63 - 1)
+    seed: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_SEED,
+        description="Same spec, seed and data: the same curve. At most 2**53 - 1, the largest "
+        "integer every JSON client reads exactly.",
+    )
     name: Text | None = Field(default=None, max_length=200)
+
+    @field_validator(
+        "hidden_sizes", "batch_size", "epochs", "early_stopping_patience", "seed", mode="before"
+    )
+    @classmethod
+    def _integral_floats(cls, value: Any) -> Any:
+        # Here, not as an Annotated validator: that one turns the OpenAPI's bounds of an
+        # optional integer into unknown "ge" keywords.
+        return [_integral(v) for v in value] if isinstance(value, list) else _integral(value)
 
     @field_validator("hidden_sizes")
     @classmethod

@@ -62,7 +62,10 @@ def _bound(ctx: dict[str, Any]) -> str:
 
 
 # Patterns of our own fields, in words.
-PATTERN_WORDS = {r"^[\x21-\x7e]+$": "visible ASCII characters (no spaces)"}
+PATTERN_WORDS = {
+    r"^[\x21-\x7e]+$": "visible ASCII characters (no spaces)",
+    r"^[1-9][0-9]{0,17}$": "the next_cursor of an earlier page",
+}
 
 
 def _count(n: Any, unit: str) -> str:

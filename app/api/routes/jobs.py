@@ -106,7 +106,10 @@ def list_jobs(
     store: StoreDep,
     status: Annotated[Status | None, Query(description=f"One of {', '.join(STATUSES)}")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=40)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=r"^[1-9][0-9]{0,17}$", description="The next_cursor of an earlier page"),
+    ] = None,
 ) -> Any:
     """Jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
     try:
