@@ -38,7 +38,7 @@ def test_no_server_errors_and_every_answer_matches_the_openapi(
              "--exclude-checks", "positive_data_acceptance",
              "--max-examples", "30", "--generation-deterministic", "--request-timeout", "20",
              "--no-color"],
-            capture_output=True, text=True, timeout=600,
+            capture_output=True, text=True, timeout=600, cwd=tmp_path,  # its cache dir
         )
     finally:
         api.stop()
