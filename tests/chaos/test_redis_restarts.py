@@ -24,7 +24,10 @@ def crash_and_restart(server: RedisServer, aof_dir: Path, down_seconds: float,
     something while it is down, and start it again on the same port and directory."""
     server.process.send_signal(signal.SIGKILL)
     server.process.wait()
-    codes = [client.get("/v1/jobs").status_code for client in while_down]
+    answers = [client.get("/v1/jobs") for client in while_down]
+    for answer in answers:
+        assert answer.status_code != 503 or answer.headers.get("retry-after"), answer.headers
+    codes = [answer.status_code for answer in answers]
     time.sleep(down_seconds)  # an outage of a known length, not a wait for a condition
     return start_redis(aof_dir=aof_dir, port=server.port, timeout=30), codes
 
@@ -86,11 +89,18 @@ def test_a_worker_with_two_processes_lives_through_a_redis_crash_and_keeps_takin
                              DESCENT_LEASE_SECONDS="5", DESCENT_HEARTBEAT_SECONDS="1",
                              DESCENT_REAPER_INTERVAL_SECONDS="2") as service:
             job_id = service.submit(**SPEC)["id"]
+            # Queued behind it: every job that got its 202 more than a second before the
+            # crash must still be there afterwards, and end.
+            queued = [service.submit(**{**SPEC, "epochs": 1, "seed": seed})["id"]
+                      for seed in range(20, 25)]
             wait_for(lambda: service.job(job_id)["progress"]["iteration"] > 1000, 120,
                      "the job to make progress")
             time.sleep(1.2)  # > 1 s, so the AOF holds the job's recent writes
             server, codes = crash_and_restart(server, aof_dir, 7.0, [service.client])
             assert codes == [503]
+            for other in queued:
+                ended = service.wait_status(other, ("succeeded", "failed"), timeout=180)
+                assert ended["status"] == "succeeded", ended
 
             after = service.submit(**{**SPEC, "epochs": 2, "seed": 9})["id"]
             second = service.wait_status(after, ("succeeded", "failed"), timeout=120)
