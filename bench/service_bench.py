@@ -1,7 +1,8 @@
 """Service benchmark: overhead, pickup latency, worker scaling, curve polling and recovery
 from a killed worker, side by side.
 
-    python bench/service_bench.py [--quick] [--only overhead,latency,scaling,polling,recovery]
+    python bench/service_bench.py [--quick]
+        [--only overhead,latency,scaling,polling,recovery,redis]
 
 Starts its own redis-server, Celery worker(s) and API (uvicorn, 1 process) on 127.0.0.1
 with the shared dev harness (scripts.stack), measures in one run, prints the figures next
@@ -19,6 +20,9 @@ about 5 minutes, --quick about a minute and a half. One module per measurement, 
 5. recovery: SIGKILL a whole worker (main process and pool) mid-job and start a new one;
    time from the kill until the job's progress moves again, at the default lease,
    heartbeat and reaper interval. Target: < 10 s.
+6. redis: crash redis-server (SIGKILL) under a running job and 5 queued ones and restart
+   it at once, with an append-only file and, as the negative control, without: time until
+   the running job moves again, and how many queued jobs are still there.
 """
 
 from __future__ import annotations
@@ -40,14 +44,21 @@ from typing import Any  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.service import latency, overhead, polling, recovery, scaling  # noqa: E402
+from bench.service import (  # noqa: E402
+    latency,
+    overhead,
+    polling,
+    recovery,
+    redis_restart,
+    scaling,
+)
 from bench.service.harness import HIDDEN, NORMAL, QUICK, Row, Stack, Workload, scan_logs  # noqa: E402
 from bench.service.load import LoadMeter, wait_for_quiet  # noqa: E402
 from bench.service.log import log  # noqa: E402
 from bench.service.signals import ignore_signals, interruptible  # noqa: E402
 from trainer import dataset_info  # noqa: E402
 
-MEASUREMENTS = ("overhead", "latency", "scaling", "polling", "recovery")
+MEASUREMENTS = ("overhead", "latency", "scaling", "polling", "recovery", "redis")
 
 
 def report(rows: list[Row], notes: list[str]) -> None:
@@ -111,6 +122,7 @@ def main() -> int:
             "scaling": lambda: scaling.measure(stack, plan, work),
             "polling": lambda: polling.measure(stack, plan),
             "recovery": lambda: recovery.measure(stack, plan),
+            "redis": lambda: redis_restart.measure(workdir, plan),
         }
         for number, name in enumerate(MEASUREMENTS, start=1):
             if name not in chosen:
@@ -146,6 +158,8 @@ def main() -> int:
     if "recovery" in results:
         rows += recovery.rows(results["recovery"], others["recovery"])
         notes += recovery.notes(results["recovery"])
+    if "redis" in results:
+        rows += redis_restart.rows(results["redis"])
     if load:
         notes.append("machine load per phase (cores): " + "; ".join(load))
     trouble = scan_logs(stack.logs, recovery.EXPECTED_LOG_LINES)
