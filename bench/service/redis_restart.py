@@ -73,13 +73,11 @@ def crash_once(workdir: Path, aof: bool) -> dict[str, Any]:
             kept = sum(1 for job_id in queued
                        if (answer := get(client, f"/v1/jobs/{job_id}")) is not None
                        and answer.status_code == 200)
-            moving: float | None = None
-            if get(client, f"/v1/jobs/{running}") is not None:
-                try:
-                    wait_running(client, running, at + 1)
-                    moving = time.monotonic() - crashed
-                except RuntimeError:
-                    moving = None  # the job itself was lost (no AOF)
+            moving: float | None = None  # stays None when the job itself was lost
+            answer = get(client, f"/v1/jobs/{running}")
+            if answer is not None and answer.status_code == 200:
+                wait_running(client, running, at + 1)
+                moving = time.monotonic() - crashed
             for job_id in [running, *queued]:  # the worker stops at once, not after them
                 with contextlib.suppress(httpx.HTTPError):
                     client.post(f"/v1/jobs/{job_id}/cancel")
