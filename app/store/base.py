@@ -3,7 +3,6 @@ and the one terminal transition of a job."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -21,11 +20,8 @@ from app.store.records import (
     dumps,
     iso,
     job_document,
-    parse_iso,
-    text,
     utc_now,
 )
-from app.store.stats import count_job_end
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -143,18 +139,4 @@ class StoreBase:
         moved = bool(self._finish(keys=[*job_keys.all(), job_keys.weights], args=args))
         if moved:
             logger.info("job %s finished: %s", job_id, status)
-            self._count_end(job_id, status)
         return moved
-
-    def _count_end(self, job_id: str, status: str) -> None:
-        """Add the job to the monitoring counts (once: only the call that ended it does)."""
-        started, finished, progress = self._redis.hmget(
-            self.keys.job(job_id).job, ["started_at", "finished_at", "progress"]
-        )
-        seconds = None
-        if started and finished:
-            seconds = (parse_iso(text(finished)) - parse_iso(text(started))).total_seconds()
-        iterations = int(json.loads(progress or b"{}").get("iteration") or 0)
-        pipe = self._redis.pipeline(transaction=False)
-        count_job_end(pipe, self.keys, status, seconds, iterations)
-        pipe.execute()

@@ -181,8 +181,6 @@ class JobStore(StoreBase):
             raise JobNotFound(job_id)
         if text(status) in ("succeeded", "failed"):
             raise JobAlreadyFinished(text(status), job_id)
-        if text(status) == "ended":  # this call cancelled it
-            self._count_end(job_id, "cancelled")
         job = self.get_job(job_id)
         if job is None:
             raise JobNotFound(job_id)

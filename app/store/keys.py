@@ -22,10 +22,13 @@ Every key lives under ``{prefix}:``:
     score = ``jobs:seq`` (a global INCR), member = id; ``jobs:status:{status}`` holds
     the same scores per status.
 ``jobs:expiring`` (sorted set)
-    member = id of a terminal job, score = the unix time its keys expire. The reaper
+    member = id of a terminal job, score = a unix time (Redis's clock) by which its keys
+    have expired. The reaper
     drops expired jobs from every index (app.store.reaper.Reaper.prune_indexes), so the
     indexes shrink back as jobs expire even under ``noeviction``.
 ``idem:{key}`` (string json {job_id, fingerprint}, with a TTL).
+``stats:durations`` (hash), ``stats:iterations`` (string)
+    monitoring counts that the ending transition adds to (app.store.stats).
 ``workers`` (sorted set)
     member = a worker's name, score = the unix time it last said it was alive.
 ``reaper:lock`` (string with a PX TTL): one worker at a time looks for lost jobs.
@@ -44,7 +47,10 @@ from typing import Literal, get_args
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
-FIXED_JOB_KEYS = 7  # JobKeys.all() before the status indexes
+# What JobKeys.all() holds before the status indexes, in order (app.store.lua's KEYS).
+FIXED_JOB_KEY_NAMES = ("job", "losses", "epochs", "metrics", "checkpoint", "lease",
+                       "expiring", "stats_durations", "stats_iterations")
+FIXED_JOB_KEYS = len(FIXED_JOB_KEY_NAMES)
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -72,14 +78,14 @@ class JobKeys:
     cancel_channel: str  # pub/sub, not a key: CANCEL publishes here for the running worker
     status_indexes: tuple[str, ...]
     expiring: str
+    stats_durations: str
+    stats_iterations: str
     weights: str  # not in all(): only the finishing script writes it (KEYS[EXTRA + 1])
 
     def all(self) -> list[str]:
-        """KEYS for a job-scoped script: 1 job .. 6 lease, 7 the expiry index, then the
-        status indexes in the order of STATUSES (see app.store.lua)."""
-        fixed = [self.job, self.losses, self.epochs, self.metrics, self.checkpoint,
-                 self.lease, self.expiring]
-        return [*fixed, *self.status_indexes]
+        """KEYS for a job-scoped script: those of FIXED_JOB_KEY_NAMES, then the status
+        indexes in the order of STATUSES (see app.store.lua)."""
+        return [*(getattr(self, name) for name in FIXED_JOB_KEY_NAMES), *self.status_indexes]
 
 
 @dataclass(frozen=True)
@@ -141,5 +147,7 @@ class KeyLayout:
             cancel_channel=f"{base}:cancel",
             status_indexes=tuple(self.status_index(status) for status in STATUSES),
             expiring=self.expiring,
+            stats_durations=self.stats_durations,
+            stats_iterations=self.stats_iterations,
             weights=f"{base}:weights",
         )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from app.store.keys import FIXED_JOB_KEYS, STATUSES, TERMINAL_STATUSES
+from app.store.stats import DURATION_BUCKETS
 
 # Helpers shared by the job-scoped scripts. KEYS as in JobKeys.all(): 1 job, 2 losses,
-# 3 epochs, 4 metrics, 5 checkpoint, 6 lease, 7 the expiry index, then one index per
-# status (generated from STATUSES, so a new status cannot shift a key); a script's own
-# keys follow, from KEYS[EXTRA + 1].
+# 3 epochs, 4 metrics, 5 checkpoint, 6 lease, 7 the expiry index, 8 the duration counts,
+# 9 the iteration count (keys.FIXED_JOB_KEY_NAMES), then one index per status (generated
+# from STATUSES, so a new status cannot shift a key); a script's own keys follow, from
+# KEYS[EXTRA + 1].
 _INDEX = ", ".join(
     f"{status} = KEYS[{FIXED_JOB_KEYS + 1 + i}]" for i, status in enumerate(STATUSES)
 )
@@ -16,6 +18,7 @@ _PRELUDE = f"""
 local INDEX = {{{_INDEX}}}
 local TERMINAL = {{{_TERMINAL}}}
 local EXTRA = {FIXED_JOB_KEYS + len(STATUSES)}
+local BUCKETS = {{{", ".join(f"{b:g}" for b in DURATION_BUCKETS)}}}
 """ + """
 local function lease_is(token)
   return redis.call('GET', KEYS[6]) == token
@@ -42,6 +45,25 @@ local function add_warnings(new)
   return added
 end
 
+-- The monitoring counts of a job that ends (app.store.stats), in the same atomic step.
+local function count_end(to, now)
+  local progress = redis.call('HGET', KEYS[1], 'progress')
+  local iterations = 0
+  if progress and progress ~= '' then
+    local done = cjson.decode(progress).iteration
+    if type(done) == 'number' then iterations = done end
+  end
+  if iterations > 0 then redis.call('INCRBY', KEYS[9], iterations) end
+  local started = tonumber(redis.call('HGET', KEYS[1], 'started_unix') or '')
+  if not started then return end
+  local seconds = math.max(now - started, 0)
+  for _, bound in ipairs(BUCKETS) do
+    if seconds <= bound then redis.call('HINCRBY', KEYS[8], to .. ':' .. bound, 1) end
+  end
+  redis.call('HINCRBY', KEYS[8], to .. ':+Inf', 1)
+  redis.call('HINCRBYFLOAT', KEYS[8], to .. ':sum', seconds)
+end
+
 local function terminate(from, to, now, ttl)
   move(from, to)
   redis.call('HSET', KEYS[1], 'finished_at', now)
@@ -51,6 +73,7 @@ local function terminate(from, to, now, ttl)
   local clock = redis.call('TIME')
   local id = redis.call('HGET', KEYS[1], 'id')
   redis.call('ZADD', KEYS[7], tonumber(clock[1]) + 1 + tonumber(ttl), id)
+  count_end(to, tonumber(clock[1]) + tonumber(clock[2]) / 1e6)
 end
 """
 
@@ -104,7 +127,9 @@ if not status or TERMINAL[status] then return false end
 if not lease_is(ARGV[1]) then return -1 end
 if status ~= 'running' then move(status, 'running') end
 if (redis.call('HGET', KEYS[1], 'started_at') or '') == '' then
-  redis.call('HSET', KEYS[1], 'started_at', ARGV[2])
+  local clock = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'started_at', ARGV[2],
+             'started_unix', tonumber(clock[1]) + tonumber(clock[2]) / 1e6)
 end
 redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[2])
 return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
@@ -256,7 +281,7 @@ for _, id in ipairs(ids) do
   if left == -2 then
     for i = 1, #KEYS do redis.call('ZREM', KEYS[i], id) end
     dropped = dropped + 1
-  elseif left > 0 then
+  elseif left >= 0 then
     redis.call('ZADD', KEYS[2], now + math.ceil(left / 1000) + 1, id)  -- not yet: later
   else
     redis.call('ZREM', KEYS[2], id)  -- kept without a TTL: not an expiring job

@@ -48,11 +48,7 @@ class Reaper(StoreBase):
         outcome = self._reap(
             keys=self._job_keys(job_id).all(), args=[max_attempts, self._now(), self.job_ttl]
         )
-        if outcome is None:
-            return None
-        if text(outcome) != "queued":
-            self._count_end(job_id, text(outcome))
-        return text(outcome)
+        return None if outcome is None else text(outcome)
 
     def queued_without_message(self, seconds: float) -> list[str]:
         """Ids of jobs queued for over `seconds` (the caller checked the broker queue is

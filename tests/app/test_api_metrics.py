@@ -7,6 +7,7 @@ from collections.abc import Callable
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.store.reaper import Reaper
 from scripts.stack import free_port
 from tests.app.conftest import FakeWorker
 
@@ -86,3 +87,20 @@ def test_metrics_answer_without_redis_and_say_so(
 
     assert metrics[("descent_store_up", ())] == 0
     assert ("descent_jobs", (("status", "queued"),)) not in metrics
+
+
+def test_jobs_the_reaper_ends_are_counted_once(
+    client: TestClient, worker: FakeWorker, reaper: Reaper
+) -> None:
+    job_id = client.post("/v1/jobs", json=SPIRAL).json()["id"]
+    worker.start(job_id)
+    worker.losses(job_id, [1.0] * 5)
+    worker.store.release_lease(job_id, worker.token)  # its worker died
+
+    assert reaper.reap(job_id, max_attempts=1) == "failed"
+    assert reaper.reap(job_id, max_attempts=1) is None  # ended: never counted twice
+
+    metrics = scrape(client)
+    failed = (("status", "failed"),)
+    assert metrics[("descent_job_duration_seconds_count", failed)] == 1
+    assert metrics[("descent_iterations_trained_total", ())] == 5
