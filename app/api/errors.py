@@ -11,7 +11,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.wording import clean, describe
@@ -61,10 +61,19 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
+STORE_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)
+
+
+def _refusing_writes(exc: Exception) -> bool:
+    """Redis answers but refuses for now: out of memory (noeviction), a replica, no master."""
+    text = str(exc)
+    return isinstance(exc, redis.ResponseError) and text.startswith(("OOM", "MASTERDOWN"))
+
+
 async def redis_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """An unreachable job store is a temporary 503 (nothing half-written); any other Redis
     error is a bug: a 500, logged with its trace."""
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+    if isinstance(exc, STORE_UNAVAILABLE) or _refusing_writes(exc):
         return JSONResponse(
             status_code=503,
             content={"detail": f"the job store (Redis) is unavailable: {type(exc).__name__}"},
@@ -97,18 +106,25 @@ class MethodsMiddleware:
                 await Response(status_code=204, headers=headers)(scope, receive, send)
                 return
         elif method == "HEAD" and "GET" in _allowed(scope):
-            await self.app({**scope, "method": "GET"}, receive, _without_body(send))
+            as_get = {**scope, "method": "GET"}
+            await self.app(as_get, receive, _without_body(send))
+            if "route" in as_get:  # what the router found, for those outside (metrics)
+                scope["route"] = as_get["route"]
             return
-        await self.app(scope, receive, _fixing_405(scope, send))
+        # The router rewrites the scope as it goes (a mount's root_path): decide the 405's
+        # Allow on the request as it came.
+        await self.app(scope, receive, _fixing_405(dict(scope), send))
 
 
 def _allowed(scope: Scope) -> set[str]:
+    """The methods of the API's routes that serve this path. Mounted apps (static files)
+    match every method, so they are asked about GET only."""
     routes = scope["app"].router.routes
-    allowed = {
-        method
-        for method in METHODS
-        if any(route.matches({**scope, "method": method})[0] == Match.FULL for route in routes)
-    }
+    allowed = set()
+    for route in routes:
+        methods = METHODS if not isinstance(route, Mount) else ("GET",)
+        allowed |= {m for m in methods
+                    if route.matches({**scope, "method": m})[0] == Match.FULL}
     if allowed:
         allowed |= {"OPTIONS"} | ({"HEAD"} if "GET" in allowed else set())
     return allowed

@@ -25,6 +25,8 @@ from app.store.registry import WorkerRegistry
 from app.store.stats import DURATION_BUCKETS, read_durations
 
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
+# Methods named in the labels; any other is "other", so clients cannot grow the series.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -91,19 +93,25 @@ class HttpMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        code = [500]
+        code: list[int] = []
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
-                code[0] = message["status"]
+                code.append(message["status"])
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
+        except Exception:
+            code.append(500)
+            raise
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.requests.labels(route, scope["method"], str(code[0])).inc()
-            self.latency.labels(route, scope["method"]).observe(time.perf_counter() - started)
+            # A client that went away before any answer is no request answered.
+            if code:
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                method = scope["method"] if scope["method"] in METHODS else "other"
+                self.requests.labels(route, method, str(code[0])).inc()
+                self.latency.labels(route, method).observe(time.perf_counter() - started)
 
 
 def metrics_registry(state: Any) -> CollectorRegistry:

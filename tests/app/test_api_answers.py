@@ -201,3 +201,33 @@ def test_idempotency_key_errors_are_in_our_words(
     response = client.post("/v1/jobs", json=SPIRAL, headers={"Idempotency-Key": key})
 
     assert only_error(response)["msg"] == message
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'."),
+        redis.ReadOnlyError("You can't write against a read only replica."),
+        redis.ResponseError("MASTERDOWN Link with MASTER is down"),
+    ],
+    ids=["oom", "readonly", "masterdown"],
+)
+def test_a_redis_that_refuses_writes_for_now_is_503_not_500(error: Exception) -> None:
+    import asyncio
+
+    from starlette.requests import Request
+
+    from app.api.errors import redis_error_handler
+
+    request = Request({"type": "http", "method": "POST", "path": "/v1/jobs", "headers": []})
+    response = asyncio.run(redis_error_handler(request, error))
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+
+
+def test_a_static_file_s_405_and_options_name_what_it_serves(client: TestClient) -> None:
+    refused = client.post("/static-offline-docs/swagger-ui.css")
+
+    assert refused.status_code == 405
+    assert set(refused.headers["allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}

@@ -104,3 +104,18 @@ def test_jobs_the_reaper_ends_are_counted_once(
     failed = (("status", "failed"),)
     assert metrics[("descent_job_duration_seconds_count", failed)] == 1
     assert metrics[("descent_iterations_trained_total", ())] == 5
+
+
+def test_head_is_counted_under_its_route_and_odd_methods_under_other(
+    client: TestClient,
+) -> None:
+    client.head("/healthz")
+    client.request("FOO", "/healthz")
+    client.request("BAR", "/healthz")
+
+    metrics = scrape(client)
+
+    head = (("code", "200"), ("method", "HEAD"), ("route", "/healthz"))
+    assert metrics[("descent_http_requests_total", head)] == 1
+    odd = (("code", "405"), ("method", "other"), ("route", "/healthz"))
+    assert metrics[("descent_http_requests_total", odd)] == 2
