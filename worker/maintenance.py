@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
+import redis
 from celery.signals import worker_ready, worker_shutdown
 
 from app.settings import Settings, get_settings
@@ -23,6 +25,15 @@ _stop = threading.Event()
 def reclaim_grace(settings: Settings) -> float:
     """How long after an outage a live worker may need to take its lapsed lease back."""
     return settings.lease_seconds + 2 * settings.heartbeat_seconds
+
+
+def redis_restarted_lately(reaper: Reaper, settings: Settings) -> bool:
+    """Whether Redis (re)started within the reclaim grace; a Redis that will not say
+    (INFO refused by a proxy or a managed service) counts as not restarted."""
+    try:
+        return reaper.redis_uptime() < reclaim_grace(settings)
+    except redis.ResponseError:
+        return False
 
 
 def reap_once(
@@ -47,7 +58,7 @@ def reap_once(
             logger.warning("job %s: queued without a message; sending a new one", job_id)
             enqueuer.enqueue(job_id)
             requeued.append(job_id)
-    quiet = after_outage or reaper.redis_uptime() < reclaim_grace(settings)
+    quiet = after_outage or redis_restarted_lately(reaper, settings)
     for job_id in [] if quiet else reaper.running_without_lease():
         outcome = reaper.reap(job_id, settings.max_attempts)
         if outcome == "queued":
@@ -65,21 +76,25 @@ def _loop(name: str, settings: Settings) -> None:
     registry = WorkerRegistry(reaper.client, settings.key_prefix)
     enqueuer = Enqueuer(celery_app)
     interval = min(settings.heartbeat_seconds, settings.reaper_interval_seconds)
-    next_reap = 0.0
-    elapsed = 0.0
+    clock = time.monotonic
+    next_reap = clock()
     outage = False
-    quiet_until = 0.0  # after our own outage, leases are being taken back
+    quiet_until = 0.0  # after an outage or a stall, leases are being taken back
     while True:
+        beat_started = clock()
         try:
             registry.beat(name)
-            if outage:
-                logger.info("worker maintenance: Redis answers again")
+            if outage or clock() - beat_started > settings.heartbeat_seconds:
+                # Redis was unreachable, or stalled without an error: leases may have
+                # lapsed under live workers, which are taking them back now.
+                if outage:
+                    logger.info("worker maintenance: Redis answers again")
                 outage = False
-                quiet_until = elapsed + reclaim_grace(settings)
-            if elapsed >= next_reap:
-                next_reap = elapsed + settings.reaper_interval_seconds
+                quiet_until = clock() + reclaim_grace(settings)
+            if clock() >= next_reap:
+                next_reap = clock() + settings.reaper_interval_seconds
                 if registry.try_lock_reaper(name, settings.reaper_interval_seconds):
-                    reap_once(reaper, enqueuer, settings, after_outage=elapsed < quiet_until)
+                    reap_once(reaper, enqueuer, settings, after_outage=clock() < quiet_until)
         except UNREACHABLE as exc:  # an outage: one line when it starts, not a trace a beat
             if not outage:
                 logger.warning("worker maintenance: Redis is unreachable (%s); retrying", exc)
@@ -88,7 +103,6 @@ def _loop(name: str, settings: Settings) -> None:
             logger.warning("worker maintenance failed; retrying", exc_info=True)
         if _stop.wait(interval):
             break
-        elapsed += interval
     try:
         registry.leave(name)
     except UNREACHABLE:
