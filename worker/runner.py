@@ -80,8 +80,19 @@ class JobRunner:
         self._leased = False  # only a lease we held is taken back after an outage
 
     def _store(self, call: Callable[[], T]) -> T:
-        """A store call that waits out a Redis outage, then recovers before retrying."""
-        return self.outage.call(call, on_recovered=self._recover)
+        """A store call that waits out a Redis outage, then recovers before retrying.
+
+        A write refused because our lease lapsed (Redis stalled or restarted while this
+        thread was busy, so it never saw an error) takes the lease back, writes again
+        what may have been lost, and is retried once; if another worker holds the lease,
+        or the job has ended, LeaseLost stands."""
+        try:
+            return self.outage.call(call, on_recovered=self._recover)
+        except LeaseLost:
+            if not self._leased or self._lost or self._halt.is_set():
+                raise
+            self.outage.call(self._recover)
+            return self.outage.call(call, on_recovered=self._recover)
 
     def _recover(self) -> None:
         if not self._leased:

@@ -273,3 +273,33 @@ def test_another_attempt_ending_on_the_channel_is_not_a_cancel(
 
     thread.join(timeout=60)
     assert outcome == ["succeeded"]
+
+
+def test_a_lease_that_lapsed_unseen_is_taken_back_and_the_run_goes_on(
+    store: JobStore, settings: Settings
+) -> None:
+    # As if Redis had stalled while the run was busy: the lease is simply gone when the
+    # next progress write arrives. Nobody else holds it, so the run must not give up.
+    job_id = queued(store, hidden_sizes=[64], batch_size=4, epochs=3)
+    dropped: list[int] = []
+
+    def train_losing_the_lease_once(config: Any, dataset: Any, callbacks: Any,
+                                    resume: Any = None) -> Any:
+        report = callbacks.on_iterations
+
+        def on_iterations(first: int, losses: Any) -> None:
+            if not dropped:
+                store.client.delete(store.keys.job(job_id).lease)
+                dropped.append(first)
+            report(first, losses)
+
+        return train(config, dataset, replace(callbacks, on_iterations=on_iterations),
+                     resume=resume)
+
+    runner = JobRunner(store, settings, job_id, train_fn=train_losing_the_lease_once)
+    assert runner.run() == "succeeded"
+    job = store.get_job(job_id)
+    assert job is not None and job["attempts"] == 1 and dropped
+    curve = store.read_curve(job_id, max_points=100_000)
+    assert curve is not None and curve["total"] == job["progress"]["iterations"]
+    assert None not in curve["loss"]
