@@ -11,7 +11,8 @@ kombu 5.7's Redis transport misbehaves when a broker connection is lost while a 
 - When the task ends, acknowledging its message through the closed channel raises
   AttributeError, which Celery treats as an unrecoverable error and shuts the worker down.
   The message stays in kombu's unacknowledged index instead; the broker's visibility
-  timeout hands it out again much later, and a worker then finds the job ended and drops it.
+  timeout hands it out again much later, and a worker then finds the job ended (or, if
+  the reaper re-queued it meanwhile, held by another worker's lease) and drops it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""HTTP error answers: 422 bodies that name the field and the value, and the 413 body limit."""
+"""HTTP error answers and the middleware around them: 422/413/503/500 answers, the body
+limit, and each path's methods (OPTIONS, HEAD, a 405's Allow)."""
 
 from __future__ import annotations
 
