@@ -11,11 +11,11 @@ import redis
 from celery.signals import worker_ready, worker_shutdown
 
 from app.settings import Settings, get_settings
+from app.store.base import UNREACHABLE
 from app.store.queue import Enqueuer, queue_key
 from app.store.reaper import Reaper
 from app.store.registry import WorkerRegistry
 from worker.celery_app import celery_app
-from worker.outage import UNREACHABLE
 
 logger = logging.getLogger(__name__)
 

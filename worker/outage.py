@@ -7,14 +7,11 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-import redis
+from app.store.base import UNREACHABLE
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# Only these mean "the store is unreachable"; any other Redis error is a bug to report.
-UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
 
 
 class RedisOutage(Exception):

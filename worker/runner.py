@@ -15,6 +15,7 @@ import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 
 from app.settings import Settings
+from app.store.base import UNREACHABLE
 from app.store.keys import TERMINAL_STATUSES
 from app.store.leases import LeaseHolder
 from app.store.records import LeaseLost
@@ -36,7 +37,7 @@ from trainer import (
     model_to_bytes,
     train,
 )
-from worker.outage import UNREACHABLE, OutagePolicy, RedisOutage
+from worker.outage import OutagePolicy, RedisOutage
 
 logger = logging.getLogger(__name__)
 

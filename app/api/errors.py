@@ -16,6 +16,7 @@ from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.wording import clean, describe
+from app.store.base import UNREACHABLE
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
-STORE_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)
+STORE_UNAVAILABLE = (*UNREACHABLE, redis.ReadOnlyError)
 
 
 def _refusing_writes(exc: Exception) -> bool:

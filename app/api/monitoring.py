@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -18,13 +17,13 @@ from prometheus_client.core import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.settings import Settings
+from app.store.base import UNREACHABLE
 from app.store.jobs import JobStore
 from app.store.keys import STATUSES
 from app.store.queue import queue_key
 from app.store.registry import WorkerRegistry
 from app.store.stats import DURATION_BUCKETS, read_durations
 
-UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
 # Methods named in the labels; any other is "other", so clients cannot grow the series.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

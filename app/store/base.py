@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# The Redis errors that mean "the store cannot be reached now", as opposed to a bug.
+UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
+
 
 def connect(settings: Settings) -> redis.Redis:
     """A Redis client for the job store (bytes in and out) with bounded waits."""
