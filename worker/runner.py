@@ -98,10 +98,7 @@ class JobRunner:
     def _recover(self) -> None:
         if not self._leased:
             return
-        state = self.holder.reclaim_lease(self.job_id, self.token, self.settings.lease_seconds)
-        if state != "ours":  # another worker has it, or the job ended meanwhile
-            self._lost = True
-            self._halt.set()
+        if not self._take_back_lease():
             raise LeaseLost(self.job_id, self.token)
         # Redis fsyncs its AOF every second: a restart may have lost our last writes.
         self._written.rewrite(self.holder, self.job_id, self.token)
@@ -135,6 +132,18 @@ class JobRunner:
             except UNREACHABLE:
                 logger.warning("job %s: could not release the lease; it lapses", self.job_id)
 
+    def _take_back_lease(self) -> bool:
+        """Take back a lease that lapsed; if another worker holds it, or the job ended
+        meanwhile, stop the run before its next batch and return False."""
+        held = self.holder.reclaim_lease(self.job_id, self.token, self.settings.lease_seconds)
+        if held == "ours":
+            return True
+        if held == "taken":
+            logger.warning("job %s: another worker took the lease", self.job_id)
+        self._lost = held == "taken"
+        self._halt.set()
+        return False
+
     def _wake_watcher(self) -> None:
         """The cancel watcher blocks on its channel: a message there ends its wait now,
         so the next job does not wait for its poll to time out (without Redis, it notices
@@ -163,14 +172,8 @@ class JobRunner:
         while not self._done.wait(self.settings.heartbeat_seconds):
             try:
                 state = self.holder.renew_lease(self.job_id, self.token, ttl)
-                if state == 0:  # the lease lapsed (an outage) or the job just ended
-                    held = self.holder.reclaim_lease(self.job_id, self.token, ttl)
-                    if held == "taken":
-                        logger.warning("job %s: another worker took the lease", self.job_id)
-                    if held != "ours":
-                        self._lost = held == "taken"
-                        self._halt.set()
-                        return
+                if state == 0 and not self._take_back_lease():  # lapsed, or the job ended
+                    return
                 if state == 2:
                     self._halt.set()
             except UNREACHABLE:  # an outage: the next beat tries again
