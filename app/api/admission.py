@@ -15,11 +15,11 @@ from trainer import (
     InvalidConfig,
     TrainConfig,
     UnknownDataset,
-    catalogue,
     dataset_info,
     estimate_cost,
     training_size,
 )
+from trainer.datasets import BUILTIN_NAMES
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,7 @@ def admit(spec: JobSpec, settings: Settings) -> Admission:
     try:
         info = dataset_info(spec.dataset, settings.data_dir)
     except UnknownDataset as exc:
-        names = [entry.name for entry in catalogue(settings.data_dir)]
-        message = f"{exc}{did_you_mean(spec.dataset, names)}"
+        message = f"{exc}{did_you_mean(spec.dataset, BUILTIN_NAMES)}"
         return Admission([field_error("dataset", message, spec.dataset)])
     except DatasetError as exc:
         return Admission([field_error("dataset", str(exc), spec.dataset)])
@@ -93,7 +92,6 @@ def admit(spec: JobSpec, settings: Settings) -> Admission:
         )
         return Admission([field_error("epochs", message, spec.epochs, "iteration_limit")])
     return Admission([], estimate.iterations)
-
 
 
 def _either(options: list[str]) -> str:
