@@ -6,11 +6,13 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JOB_TTL_SECONDS = 7 * 24 * 3600
 DEFAULT_IDEMPOTENCY_TTL_SECONDS = 86_400
+DEFAULT_MAX_RUNNING_JOBS = 2
+MIN_ADMIN_TOKEN_LENGTH = 16
 
 # Where Linux says how much memory this process's control group may use (v2, then v1).
 CGROUP_MEMORY_LIMITS = (
@@ -175,6 +177,31 @@ class Settings(BaseSettings):
         default=1,
         gt=0,
         description="Celery worker processes per container.",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        min_length=MIN_ADMIN_TOKEN_LENGTH,
+        description="The operator's token for /v1/admin/* (environment only, never logged); "
+        "unset: the admin API is closed (python -m app.admin still works).",
+    )
+    # Each tenant's quotas, unless the operator set its own (DESIGN.md, "Tenants and keys");
+    # max_job_seconds's default is DESCENT_MAX_JOB_SECONDS above.
+    quota_max_active_jobs: int = Field(
+        default=100, ge=0, description="A tenant's queued + running jobs; more: 429."
+    )
+    quota_max_running_jobs: int = Field(
+        default=DEFAULT_MAX_RUNNING_JOBS,
+        ge=1,
+        description="A tenant's jobs sent to the workers at once; the rest wait, queued.",
+    )
+    quota_submissions_per_minute: int = Field(
+        default=120, ge=0, description="A tenant's submissions in any 60 s; more: 429."
+    )
+    quota_max_dataset_bytes: int = Field(
+        default=2**30, ge=0, description="A tenant's uploaded datasets together; more: 413."
+    )
+    quota_max_sweep_trials: int = Field(
+        default=64, ge=1, description="Trials in one of a tenant's sweeps; more: 422."
     )
 
     @model_validator(mode="after")

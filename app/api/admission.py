@@ -30,9 +30,14 @@ class Admission:
     iterations: int | None = None
 
 
-def admit(spec: JobSpec, settings: Settings) -> Admission:
+def admit(spec: JobSpec, settings: Settings, max_job_seconds: float | None = None) -> Admission:
     """Refuse a spec that pydantic accepted but that cannot run here (or is absurd), with
-    422 entries; for one that can, count its iterations."""
+    422 entries; for one that can, count its iterations. `max_job_seconds`: the tenant's
+    quota (the deployment's DESCENT_MAX_JOB_SECONDS when None)."""
+    if max_job_seconds is None or max_job_seconds == settings.max_job_seconds:
+        max_job_seconds, limit_name = settings.max_job_seconds, "DESCENT_MAX_JOB_SECONDS"
+    else:
+        limit_name = "your quota max_job_seconds"
     try:
         info = dataset_info(spec.dataset, settings.data_dir)
     except UnknownDataset as exc:
@@ -52,7 +57,7 @@ def admit(spec: JobSpec, settings: Settings) -> Admission:
     estimate = estimate_cost(
         config, info.n_train, info.n_features, info.n_classes, n_test=info.n_test
     )
-    if estimate.seconds > settings.max_job_seconds:
+    if estimate.seconds > max_job_seconds:
         # Advice names only what would help this job; the knob named first is the field.
         remedies = ["fewer epochs", "a smaller network"]
         if config.batch_size < 32:  # each step's fixed cost dominates small batches
@@ -62,7 +67,7 @@ def admit(spec: JobSpec, settings: Settings) -> Admission:
         message = (
             f"this job is estimated at {estimate.seconds:,.0f} s ({estimate.flops:.3g} "
             f"floating-point operations over {estimate.iterations} iterations), over the "
-            f"limit of {settings.max_job_seconds:,.0f} s (DESCENT_MAX_JOB_SECONDS): use "
+            f"limit of {max_job_seconds:,.0f} s ({limit_name}): use "
             f"{_either(remedies)}"
         )
         field = "gradient" if config.gradient == "numerical" else "epochs"

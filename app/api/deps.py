@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the settings, the job store and the queue, as Annotated aliases."""
+"""FastAPI dependencies: the settings, the stores and the registry, as Annotated aliases."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from fastapi import Depends, Request
 
 from app.settings import Settings
 from app.store.jobs import JobStore
-from app.store.queue import Enqueuer
 from app.store.registry import WorkerRegistry
+from app.store.tenants import TenantStore, default_quotas
 
 
 def request_settings(request: Request) -> Settings:
@@ -22,9 +22,13 @@ def get_store(request: Request) -> JobStore:
     return store
 
 
-def get_enqueuer(request: Request) -> Enqueuer:
-    enqueuer: Enqueuer = request.app.state.enqueuer
-    return enqueuer
+def get_tenants(request: Request) -> TenantStore:
+    tenants: TenantStore = request.app.state.tenants
+    return tenants
+
+
+def get_default_quotas(settings: Annotated[Settings, Depends(request_settings)]) -> dict:
+    return default_quotas(settings)
 
 
 def get_registry(request: Request) -> WorkerRegistry:
@@ -34,5 +38,6 @@ def get_registry(request: Request) -> WorkerRegistry:
 
 SettingsDep = Annotated[Settings, Depends(request_settings)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
-EnqueuerDep = Annotated[Enqueuer, Depends(get_enqueuer)]
+TenantsDep = Annotated[TenantStore, Depends(get_tenants)]
+DefaultQuotasDep = Annotated[dict, Depends(get_default_quotas)]
 RegistryDep = Annotated[WorkerRegistry, Depends(get_registry)]

@@ -1,4 +1,4 @@
-"""Assembles the FastAPI application: settings, store, queue, routers, error handlers."""
+"""Assembles the FastAPI application: settings, stores, routers, error handlers."""
 
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ from app.api.errors import (
     validation_handler,
 )
 from app.api.monitoring import HttpMetrics, StoreCollector
-from app.api.routes import datasets, health, jobs, metrics
+from app.api.routes import admin, datasets, health, jobs, me, metrics
 from app.settings import Settings, get_settings
 from app.store.base import connect
 from app.store.jobs import JobStore
-from app.store.queue import Enqueuer, make_celery
 from app.store.registry import WorkerRegistry
+from app.store.tenants import TenantStore
 
 
 def package_version() -> str:
@@ -44,13 +44,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         client = connect(settings)
         app.state.settings = settings
         app.state.store = JobStore.from_settings(settings, client)
+        app.state.tenants = TenantStore.from_settings(settings, client)
         app.state.registry = WorkerRegistry(client, settings.key_prefix)
-        app.state.enqueuer = Enqueuer(make_celery(settings, main="descent-api"))
         collector = StoreCollector(app.state.store, app.state.registry, settings)
         registry.register(collector)
         yield
         registry.unregister(collector)
-        app.state.enqueuer.close()
+        app.state.store.messages.close()
         client.close()
 
     # FastAPIOffline: /docs and /redoc serve Swagger UI and ReDoc from the installed
@@ -71,6 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HttpMetrics, registry=registry)  # outermost: it times everything
     app.include_router(jobs.router)
     app.include_router(datasets.router)
+    app.include_router(me.router)
+    app.include_router(admin.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     return app

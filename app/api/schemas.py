@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, field_validator
 
 from app.store.keys import Status
+from app.store.tenants import QuotaChanges
 from trainer.config import (
     MAX_EPOCHS,
     MAX_HIDDEN_LAYERS,
@@ -260,3 +261,88 @@ class Readiness(BaseModel):
     redis: bool
     workers: int = Field(description="Workers heard from within the last 3 heartbeats.")
     detail: str | None = None
+
+
+class Quotas(BaseModel):
+    """A tenant's quotas in force: its own where the operator set one, else the defaults."""
+
+    max_active_jobs: int
+    max_running_jobs: int
+    submissions_per_minute: int
+    max_job_seconds: float
+    max_dataset_bytes: int
+    max_sweep_trials: int
+
+
+class Usage(BaseModel):
+    active_jobs: int = Field(description="Queued + running (max_active_jobs).")
+    queued_jobs: int
+    running_jobs: int
+    waiting_jobs: int = Field(description="Queued jobs waiting for a max_running_jobs slot.")
+    dispatched_jobs: int = Field(description="Jobs holding a max_running_jobs slot.")
+    submissions_last_minute: int
+    dataset_bytes: int
+
+
+class TenantRef(BaseModel):
+    id: str
+    name: str
+
+
+class Me(BaseModel):
+    tenant: TenantRef
+    quotas: Quotas
+    usage: Usage
+
+
+class ApiKeyInfo(BaseModel):
+    key_id: str
+    prefix: str = Field(description="The key's first characters, to tell keys apart.")
+    created_at: str
+
+
+class Tenant(BaseModel):
+    id: str
+    name: str
+    created_at: str
+    quotas: Quotas
+    own_quotas: list[str] = Field(description="The quotas the operator set for this tenant.")
+    keys: list[ApiKeyInfo] = []
+
+
+class TenantList(BaseModel):
+    items: list[Tenant]
+
+
+class NewTenant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Text = Field(description="1 to 64 letters, digits, '.', '_' or '-'.")
+    quotas: QuotaChanges | None = None
+
+
+class TenantPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quotas: QuotaChanges
+
+
+class TenantCreated(BaseModel):
+    tenant: Tenant
+    key_id: str
+    api_key: str = Field(description="Shown this once; Descent keeps only its digest.")
+
+
+class KeyCreated(BaseModel):
+    key_id: str
+    api_key: str = Field(description="Shown this once; Descent keeps only its digest.")
+
+
+class QuotaRefusal(BaseModel):
+    """A 429: which quota, its limit, the current count; Retry-After says when to retry."""
+
+    detail: str
+    quota: str
+    limit: int
+    current: int
+    retry_after_seconds: int

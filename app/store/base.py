@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import redis
 
-from app.settings import DEFAULT_JOB_TTL_SECONDS
+from app.settings import DEFAULT_JOB_TTL_SECONDS, DEFAULT_MAX_RUNNING_JOBS
 from app.store import lua
 from app.store.keys import TERMINAL_STATUSES, JobKeys, KeyLayout, check_status, is_job_id
 from app.store.records import (
@@ -53,6 +53,7 @@ class StoreBase:
         *,
         prefix: str = "descent",
         job_ttl: int = DEFAULT_JOB_TTL_SECONDS,
+        max_running_jobs: int = DEFAULT_MAX_RUNNING_JOBS,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
@@ -64,8 +65,13 @@ class StoreBase:
         self._redis: Any = client  # redis-py's return types are unions with Awaitable
         self.keys = KeyLayout(prefix)
         self.job_ttl = int(job_ttl)
+        if max_running_jobs < 1:
+            raise ValueError(f"max_running_jobs must be >= 1, got {max_running_jobs}")
+        # A tenant's max_running_jobs unless the operator set its own (the fair queue).
+        self.max_running_jobs = int(max_running_jobs)
         self._clock = clock
         self._finish = self._script(lua.FINISH)
+        self._dispatch = self._script(lua.DISPATCH)
         self._register()
 
     def _register(self) -> None:
@@ -82,6 +88,7 @@ class StoreBase:
             client if client is not None else connect(settings),
             prefix=settings.key_prefix,
             job_ttl=settings.job_ttl_seconds,
+            max_running_jobs=settings.quota_max_running_jobs,
         )
 
     @property
@@ -100,12 +107,15 @@ class StoreBase:
             raise JobNotFound(job_id)
         return self.keys.job(job_id)
 
-    def get_job(self, job_id: str) -> dict[str, Any] | None:
-        """The public Job, or None for an unknown (or expired) id."""
+    def get_job(self, job_id: str, *, tenant: str | None = None) -> dict[str, Any] | None:
+        """The public Job, or None for an unknown (or expired) id, or (given `tenant`)
+        another tenant's job: to a tenant, those are the same."""
         if not is_job_id(job_id):
             return None
-        raw = self._redis.hgetall(self.keys.job(job_id).job)
-        return job_document(decode_hash(raw)) if raw else None
+        fields = decode_hash(self._redis.hgetall(self.keys.job(job_id).job))
+        if not fields or (tenant is not None and fields.get("tenant") != tenant):
+            return None
+        return job_document(fields)
 
     def finish(
         self,
@@ -122,7 +132,8 @@ class StoreBase:
 
         With a token, only while the lease is that token's or absent. Stores error,
         metrics, (merged) warnings and the trained weights, drops the lease and
-        checkpoint, and puts the job TTL on every key of the job.
+        checkpoint, puts the job TTL on every key of the job, and gives the job's slot to
+        its tenant's oldest waiting job.
         """
         if check_status(status) not in TERMINAL_STATUSES:
             raise ValueError(f"status must be one of {sorted(TERMINAL_STATUSES)}, got {status!r}")
@@ -137,9 +148,17 @@ class StoreBase:
             "" if metrics is None else dumps(metrics),
             dumps(warnings) if warnings else "",
             weights or b"",
+            self.max_running_jobs,
         ]
         job_keys = self._job_keys(job_id)
         moved = bool(self._finish(keys=[*job_keys.all(), job_keys.weights], args=args))
         if moved:
             logger.info("job %s finished: %s", job_id, status)
         return moved
+
+    def dispatch_waiting(self, tenant_id: str) -> int:
+        """Fill one tenant's free slots from its waiting line; return the slots held."""
+        return int(self._dispatch(
+            keys=[self.keys.queue],
+            args=[self.keys.prefix, tenant_id, self.max_running_jobs, self._now()],
+        ))

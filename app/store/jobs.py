@@ -5,22 +5,28 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import redis
 
-from app.settings import DEFAULT_IDEMPOTENCY_TTL_SECONDS, DEFAULT_JOB_TTL_SECONDS
+from app.settings import (
+    DEFAULT_IDEMPOTENCY_TTL_SECONDS,
+    DEFAULT_JOB_TTL_SECONDS,
+    DEFAULT_MAX_RUNNING_JOBS,
+)
 from app.store import lua
 from app.store.base import StoreBase
 from app.store.curve import BYTES_PER_POINT, curve_slice
 from app.store.keys import STATUSES, is_job_id
+from app.store.queue import TaskMessages
 from app.store.records import (
     IdempotencyConflict,
     JobAlreadyFinished,
     JobNotFound,
     LeaseLost,
+    QuotaExceeded,
     StoreError,
     decode_hash,
     fingerprint,
@@ -40,10 +46,13 @@ __all__ = [
     "JobNotFound",
     "JobStore",
     "LeaseLost",
+    "QuotaExceeded",
     "StoreError",
 ]
 
 logger = logging.getLogger(__name__)
+
+UNLIMITED = 2**53  # a quota passed to Lua when a caller sets none
 
 class JobStore(StoreBase):
     """What the API does with jobs: create, list and cancel them, read curves and results."""
@@ -55,9 +64,15 @@ class JobStore(StoreBase):
         prefix: str = "descent",
         job_ttl: int = DEFAULT_JOB_TTL_SECONDS,
         idempotency_ttl: int = DEFAULT_IDEMPOTENCY_TTL_SECONDS,
+        max_running_jobs: int = DEFAULT_MAX_RUNNING_JOBS,
         clock: Callable[[], datetime] = utc_now,
+        messages: TaskMessages | None = None,
     ) -> None:
-        super().__init__(client, prefix=prefix, job_ttl=job_ttl, clock=clock)
+        super().__init__(
+            client, prefix=prefix, job_ttl=job_ttl, max_running_jobs=max_running_jobs,
+            clock=clock,
+        )
+        self.messages = messages or TaskMessages()
         if idempotency_ttl <= 0:
             raise ValueError(f"idempotency_ttl must be > 0 seconds, got {idempotency_ttl}")
         self.idempotency_ttl = int(idempotency_ttl)
@@ -84,52 +99,85 @@ class JobStore(StoreBase):
         self,
         spec: dict[str, Any],
         *,
+        tenant: str,
         name: str | None,
         idempotency_key: str | None = None,
         iterations: int | None = None,
+        quotas: Mapping[str, int | float] | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """Store a queued job and return (job, True); a known Idempotency-Key with the same
-        spec and name returns (the earlier job, False), with another body it raises
-        IdempotencyConflict. Atomic, so concurrent retries create one job. `iterations`,
-        when known, is the run's total for the job's progress."""
+        """Store a queued job of `tenant` and dispatch it, or put it in the tenant's waiting
+        line when its max_running_jobs slots are taken; return (job, True). A known
+        Idempotency-Key (the tenant's own) with the same spec and name returns (the earlier
+        job, False), with another body it raises IdempotencyConflict. Over the tenant's
+        `quotas` (max_active_jobs, submissions_per_minute; none when None) it raises
+        QuotaExceeded. One atomic script: concurrent retries create one job, and a job
+        exists only with its message sent or its place in the line. `iterations`, when
+        known, is the run's total for the job's progress."""
         if not isinstance(spec, dict):
             raise TypeError(f"spec must be a dict, got {type(spec).__name__}")
         if idempotency_key is not None and not idempotency_key:
             raise ValueError(f"idempotency_key must be non-empty, got {idempotency_key!r}")
         job_id = uuid.uuid4().hex
         print_ = fingerprint(spec, name)
-        fields = new_job_fields(job_id, spec, name, self._now(), iterations)
+        new_fields = new_job_fields(job_id, spec, name, self._now(), iterations)
+        fields = {**new_fields, "message": self.messages.for_job(job_id)}
         job_keys = self.keys.job(job_id)
         # Without a key its KEYS slot (the idempotency key) is never read; any key name will do.
-        idem_key = self.keys.idempotency(idempotency_key) if idempotency_key else job_keys.job
-        created, existing_id, existing_print = self._create(
-            keys=[*job_keys.all(), self.keys.seq, self.keys.jobs, idem_key],
+        idem_key = (
+            self.keys.idempotency(tenant, idempotency_key) if idempotency_key else job_keys.job
+        )
+        limits = quotas or {}
+        created, *found = self._create(
+            keys=[
+                *job_keys.all(), self.keys.seq, self.keys.jobs, idem_key,
+                self.keys.tenant_jobs(tenant), self.keys.tenant_submissions(tenant),
+                self.keys.tenant_slots(tenant), self.keys.tenant_waiting(tenant),
+                self.keys.tenants_waiting,
+            ],
             args=[
                 job_id,
                 print_,
                 self.idempotency_ttl,
                 "1" if idempotency_key else "0",
                 self.keys.job_prefix,
+                tenant,
+                new_fields["created_at"],
+                limits.get("max_active_jobs", UNLIMITED),
+                limits.get("submissions_per_minute", UNLIMITED),
+                self.max_running_jobs,
                 *(item for pair in fields.items() for item in pair),
             ],
         )
+        if created == -1:
+            quota, limit, count, retry_after = found
+            raise QuotaExceeded(text(quota), int(limit), int(count), int(retry_after))
+        existing_id, existing_print = found
         if created:
-            logger.info("job %s queued", job_id)
-            return job_document(fields), True
+            logger.info("job %s queued for tenant %s", job_id, tenant)
+            return job_document(new_fields), True
         if text(existing_print) != print_:
             raise IdempotencyConflict(str(idempotency_key))
-        existing = self.get_job(text(existing_id))
+        existing = self.get_job(text(existing_id), tenant=tenant)
         if existing is None:
             raise JobNotFound(text(existing_id))
         return existing, False
 
     def list_jobs(
-        self, *, status: str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        tenant: str,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """(jobs newest first, next_cursor); the cursor asks for strictly older jobs."""
+        """The tenant's (jobs newest first, next_cursor); the cursor asks for strictly
+        older jobs."""
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
-        index = self.keys.jobs if status is None else self.keys.status_index(status)
+        if status is None:
+            index = self.keys.tenant_jobs(tenant)
+        else:
+            index = self.keys.tenant_status_index(tenant, status)
         upper = "+inf" if cursor is None else f"({parse_cursor(cursor)}"
         found: list[tuple[int, dict[str, Any]]] = []
         while len(found) <= limit:  # one more than a page tells whether a next page exists
@@ -148,7 +196,7 @@ class JobStore(StoreBase):
                     gone.append(text(member))
                 elif status is None or fields["status"] == status:
                     found.append((int(score), job_document(fields)))
-            self._forget(gone)
+            self._forget(tenant, gone)
             if len(batch) < wanted:
                 break
             upper = f"({int(batch[-1][1])}"
@@ -156,53 +204,67 @@ class JobStore(StoreBase):
         next_cursor = str(page[-1][0]) if len(found) > limit else None
         return [job for _, job in page], next_cursor
 
-    def _forget(self, job_ids: Iterable[str]) -> None:
-        """Drop the index entries of jobs whose hash has expired."""
+    def _forget(self, tenant: str, job_ids: Iterable[str]) -> None:
+        """Drop the index entries of the tenant's jobs whose hash has expired."""
         ids = list(job_ids)
         if not ids:
             return
         pipe = self._redis.pipeline(transaction=False)
         pipe.zrem(self.keys.jobs, *ids)
+        pipe.zrem(self.keys.tenant_jobs(tenant), *ids)
         for status in STATUSES:
             pipe.zrem(self.keys.status_index(status), *ids)
+            pipe.zrem(self.keys.tenant_status_index(tenant, status), *ids)
         pipe.execute()
         logger.debug("dropped %d expired job(s) from the indexes", len(ids))
 
-    def request_cancel(self, job_id: str) -> dict[str, Any]:
+    def request_cancel(self, job_id: str, *, tenant: str) -> dict[str, Any]:
         """Queued -> cancelled now; running -> cancel_requested; cancelled stays as it is.
 
-        Raises JobNotFound, or JobAlreadyFinished for a succeeded or failed job.
+        Raises JobNotFound (also for another tenant's job), or JobAlreadyFinished for a
+        succeeded or failed job.
         """
         job_keys = self._job_keys(job_id)
         status = self._cancel(
-            keys=job_keys.all(), args=[self._now(), self.job_ttl, job_keys.cancel_channel]
+            keys=job_keys.all(),
+            args=[self._now(), self.job_ttl, job_keys.cancel_channel, self.max_running_jobs,
+                  tenant],
         )
         if status is None:
             raise JobNotFound(job_id)
         if text(status) in ("succeeded", "failed"):
             raise JobAlreadyFinished(text(status), job_id)
-        job = self.get_job(job_id)
+        job = self.get_job(job_id, tenant=tenant)
         if job is None:
             raise JobNotFound(job_id)
         return job
 
-    def get_metrics(self, job_id: str) -> dict[str, Any] | None:
-        if not is_job_id(job_id):
-            return None
-        raw = self._redis.get(self.keys.job(job_id).metrics)
-        return json.loads(raw) if raw else None
+    def get_metrics(self, job_id: str, *, tenant: str) -> dict[str, Any] | None:
+        """A succeeded job's metrics; None when it has none, or is another tenant's."""
+        return self._owned(job_id, tenant, "metrics", json.loads)
 
-    def load_weights(self, job_id: str) -> bytes | None:
+    def load_weights(self, job_id: str, *, tenant: str) -> bytes | None:
         """A succeeded job's trained model (trainer.model_from_bytes reads it), if kept."""
+        return self._owned(job_id, tenant, "weights", bytes)
+
+    def _owned(self, job_id: str, tenant: str, key: str, read: Callable[[bytes], Any]) -> Any:
+        """One of the job's keys (a JobKeys field), read, if the job is the tenant's."""
         if not is_job_id(job_id):
             return None
-        blob = self._redis.get(self.keys.job(job_id).weights)
-        return bytes(blob) if blob is not None else None
+        job_keys = self.keys.job(job_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hget(job_keys.job, "tenant")
+        pipe.get(getattr(job_keys, key))
+        owner, raw = pipe.execute()
+        if owner is None or text(owner) != tenant or raw is None:
+            return None
+        return read(raw)
 
     def read_curve(
-        self, job_id: str, *, since: int = 0, max_points: int = 1000
+        self, job_id: str, *, tenant: str, since: int = 0, max_points: int = 1000
     ) -> dict[str, Any] | None:
-        """Losses of the iterations after `since`, downsampled to max_points; one snapshot."""
+        """Losses of the iterations after `since`, downsampled to max_points; one snapshot.
+        None for an unknown job or another tenant's."""
         if since < 0:
             raise ValueError(f"since must be >= 0, got {since}")
         if max_points < 1:
@@ -211,12 +273,12 @@ class JobStore(StoreBase):
             return None
         job_keys = self.keys.job(job_id)
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hget(job_keys.job, "status")
+        pipe.hmget(job_keys.job, "status", "tenant")
         pipe.strlen(job_keys.losses)
         pipe.getrange(job_keys.losses, min(since, 2**40) * BYTES_PER_POINT, -1)
         pipe.hvals(job_keys.epochs)
-        status, length, data, rows = pipe.execute()
-        if status is None:
+        (status, owner), length, data, rows = pipe.execute()
+        if status is None or owner is None or text(owner) != tenant:
             return None
         total = int(length) // BYTES_PER_POINT
         iterations, losses, following = curve_slice(data, min(since, total), max_points)

@@ -26,7 +26,25 @@ Every key lives under ``{prefix}:``:
     have expired. The reaper
     drops expired jobs from every index (app.store.reaper.Reaper.prune_indexes), so the
     indexes shrink back as jobs expire even under ``noeviction``.
-``idem:{key}`` (string json {job_id, fingerprint}, with a TTL).
+``idem:{tenant}:{key}`` (string json {job_id, fingerprint}, with a TTL): per tenant.
+``tenant:{tid}`` (hash)
+    id, name, created_at, and ``quota.{name}`` for each quota the operator set (the
+    others follow the settings' defaults).
+``tenants`` (sorted set: tenant ids by creation), ``tenants:names`` (hash: name -> id).
+``apikey:{sha256 hex of the key}`` (hash)
+    key_id, tenant, prefix (a short display prefix), created_at; the key itself is never
+    stored. ``apikeys`` (hash: key_id -> digest), ``tenant:{tid}:keys`` (set of key ids).
+``tenant:{tid}:jobs`` and ``tenant:{tid}:jobs:status:{status}`` (sorted sets)
+    the tenant's own indexes, with the same scores as ``jobs``.
+``tenant:{tid}:slots`` (set)
+    the tenant's jobs that hold one of its ``max_running_jobs`` slots: sent to the
+    workers (a message in the broker queue) or running.
+``tenant:{tid}:waiting`` (sorted set, score = seq)
+    the tenant's queued jobs beyond its slots, with no message yet; the transition that
+    ends one of its jobs sends the oldest (app.store.lua). ``tenants:waiting`` (set)
+    names the tenants with such a backlog, for the reaper's repair.
+``tenant:{tid}:submissions`` (sorted set, score = Redis time in ms): the last minute's
+    submissions, for ``submissions_per_minute``.
 ``stats:durations`` (hash), ``stats:iterations`` (string)
     monitoring counts that the ending transition adds to (app.store.stats).
 ``workers`` (sorted set)
@@ -49,9 +67,21 @@ STATUSES: tuple[Status, ...] = get_args(Status)
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 # What JobKeys.all() holds before the status indexes, in order (app.store.lua's KEYS).
 FIXED_JOB_KEY_NAMES = ("job", "losses", "epochs", "metrics", "checkpoint", "lease",
-                       "expiring", "stats_durations", "stats_iterations")
+                       "expiring", "stats_durations", "stats_iterations", "queue")
 FIXED_JOB_KEYS = len(FIXED_JOB_KEY_NAMES)
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
+QUEUE = "train"  # the train queue's name inside the broker prefix
+
+
+def broker_prefix(key_prefix: str) -> str:
+    """The prefix of every key the broker (kombu) makes for this deployment."""
+    return f"{key_prefix}:broker:"
+
+
+def queue_key(key_prefix: str) -> str:
+    """The Redis list that holds the train queue's waiting messages (kombu's Redis
+    transport keeps a priority-0 queue's messages in a list named after the queue)."""
+    return broker_prefix(key_prefix) + QUEUE
 
 
 def is_job_id(job_id: str) -> bool:
@@ -80,6 +110,7 @@ class JobKeys:
     expiring: str
     stats_durations: str
     stats_iterations: str
+    queue: str  # the broker's train queue: transitions that dispatch a job push its message
     weights: str  # not in all(): only the finishing script writes it (KEYS[EXTRA + 1])
 
     def all(self) -> list[str]:
@@ -132,8 +163,53 @@ class KeyLayout:
     def reaper_lock(self) -> str:
         return f"{self.prefix}:reaper:lock"
 
-    def idempotency(self, key: str) -> str:
-        return f"{self.prefix}:idem:{key}"
+    def idempotency(self, tenant: str, key: str) -> str:
+        return f"{self.prefix}:idem:{tenant}:{key}"
+
+    @property
+    def queue(self) -> str:
+        return queue_key(self.prefix)
+
+    # Tenants and keys. app.store.lua builds the tenant:{tid}:* names the same way.
+    def tenant(self, tenant_id: str) -> str:
+        return f"{self.prefix}:tenant:{tenant_id}"
+
+    @property
+    def tenants(self) -> str:
+        return f"{self.prefix}:tenants"
+
+    @property
+    def tenant_names(self) -> str:
+        return f"{self.prefix}:tenants:names"
+
+    @property
+    def tenants_waiting(self) -> str:
+        return f"{self.prefix}:tenants:waiting"
+
+    def tenant_keys(self, tenant_id: str) -> str:
+        return f"{self.tenant(tenant_id)}:keys"
+
+    def api_key(self, digest: str) -> str:
+        return f"{self.prefix}:apikey:{digest}"
+
+    @property
+    def key_ids(self) -> str:
+        return f"{self.prefix}:apikeys"
+
+    def tenant_jobs(self, tenant_id: str) -> str:
+        return f"{self.tenant(tenant_id)}:jobs"
+
+    def tenant_status_index(self, tenant_id: str, status: str) -> str:
+        return f"{self.tenant(tenant_id)}:jobs:status:{check_status(status)}"
+
+    def tenant_slots(self, tenant_id: str) -> str:
+        return f"{self.tenant(tenant_id)}:slots"
+
+    def tenant_waiting(self, tenant_id: str) -> str:
+        return f"{self.tenant(tenant_id)}:waiting"
+
+    def tenant_submissions(self, tenant_id: str) -> str:
+        return f"{self.tenant(tenant_id)}:submissions"
 
     def job(self, job_id: str) -> JobKeys:
         base = f"{self.job_prefix}{job_id}"
@@ -149,5 +225,6 @@ class KeyLayout:
             expiring=self.expiring,
             stats_durations=self.stats_durations,
             stats_iterations=self.stats_iterations,
+            queue=self.queue,
             weights=f"{base}:weights",
         )

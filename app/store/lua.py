@@ -1,25 +1,81 @@
-"""Lua scripts that change a job atomically; job-scoped ones take KEYS = JobKeys.all()."""
+"""Lua scripts that change a job atomically; job-scoped ones take KEYS = JobKeys.all().
+
+Outside the KEYS they are given, the scripts touch the keys of a job's tenant
+(``tenant:{tid}:*``) and, when a transition dispatches a waiting job, that job's hash: names
+they build from the deployment's prefix, as app.store.keys.KeyLayout does. Descent runs on one
+Redis (not a Cluster), where this is allowed.
+"""
 
 from __future__ import annotations
 
-from app.store.keys import FIXED_JOB_KEYS, STATUSES, TERMINAL_STATUSES
+from app.store.keys import FIXED_JOB_KEY_NAMES, FIXED_JOB_KEYS, STATUSES, TERMINAL_STATUSES
+from app.store.queue import DELIVERY_TAG
 from app.store.stats import DURATION_BUCKETS
 
 # Helpers shared by the job-scoped scripts. KEYS as in JobKeys.all(): 1 job, 2 losses,
 # 3 epochs, 4 metrics, 5 checkpoint, 6 lease, 7 the expiry index, 8 the duration counts,
-# 9 the iteration count (keys.FIXED_JOB_KEY_NAMES), then one index per status (generated
-# from STATUSES, so a new status cannot shift a key); a script's own keys follow, from
-# KEYS[EXTRA + 1].
+# 9 the iteration count, 10 the broker queue (keys.FIXED_JOB_KEY_NAMES), then one index per
+# status (generated from STATUSES, so a new status cannot shift a key); a script's own keys
+# follow, from KEYS[EXTRA + 1].
 _INDEX = ", ".join(
     f"{status} = KEYS[{FIXED_JOB_KEYS + 1 + i}]" for i, status in enumerate(STATUSES)
 )
 _TERMINAL = ", ".join(f"{status} = true" for status in sorted(TERMINAL_STATUSES))
+_STATUS_NAMES = ", ".join(f"'{status}'" for status in STATUSES)
+
+# The fair queue (DESIGN.md, max_running_jobs): a tenant's jobs hold at most its limit of
+# slots; the others wait, with no message, and `fill` sends the oldest into a free slot.
+# Needs PREFIX (the deployment's key prefix) and QUEUE (the broker queue's key).
+_FAIR_QUEUE = f"""
+local STATUS_NAMES = {{{_STATUS_NAMES}}}
+local TAG = '{DELIVERY_TAG}'
+""" + """
+local function tenant_key(tenant, suffix) return PREFIX .. ':tenant:' .. tenant .. suffix end
+local function job_key(id) return PREFIX .. ':job:' .. id end
+
+-- The tenant's max_running_jobs: the operator's setting, else the deployment's default.
+local function running_limit(tenant, default)
+  return tonumber(redis.call('HGET', tenant_key(tenant, ''), 'quota.max_running_jobs') or default)
+end
+
+-- Push the job's stored message onto the broker queue with a delivery tag of its own.
+local function send(id, now)
+  local key = job_key(id)
+  local message = redis.call('HGET', key, 'message')
+  if not message then return false end
+  local n = redis.call('HINCRBY', key, 'dispatches', 1)
+  redis.call('LPUSH', QUEUE, (string.gsub(message, TAG, id .. '.' .. n)))
+  redis.call('HSET', key, 'queued_at', now)
+  return true
+end
+
+-- Send the tenant's oldest waiting jobs into its free slots.
+local function fill(tenant, default, now)
+  local slots, waiting = tenant_key(tenant, ':slots'), tenant_key(tenant, ':waiting')
+  local limit = running_limit(tenant, default)
+  while redis.call('SCARD', slots) < limit do
+    local head = redis.call('ZPOPMIN', waiting)
+    if #head == 0 then break end
+    if redis.call('HGET', job_key(head[1]), 'status') == 'queued' then
+      redis.call('SADD', slots, head[1])
+      send(head[1], now)
+    end
+  end
+  if redis.call('ZCARD', waiting) == 0 then
+    redis.call('SREM', PREFIX .. ':tenants:waiting', tenant)
+  end
+end
+"""
+
 _PRELUDE = f"""
 local INDEX = {{{_INDEX}}}
 local TERMINAL = {{{_TERMINAL}}}
 local EXTRA = {FIXED_JOB_KEYS + len(STATUSES)}
 local BUCKETS = {{{", ".join(f"{b:g}" for b in DURATION_BUCKETS)}}}
-""" + """
+-- KEYS[1] is PREFIX .. ':job:' .. a 32-hex id (keys.is_job_id).
+local PREFIX = string.sub(KEYS[1], 1, #KEYS[1] - 37)
+local QUEUE = KEYS[{FIXED_JOB_KEY_NAMES.index("queue") + 1}]
+""" + _FAIR_QUEUE + """
 local function lease_is(token)
   return redis.call('GET', KEYS[6]) == token
 end
@@ -29,6 +85,11 @@ local function move(from, to)
   local seq = redis.call('HGET', KEYS[1], 'seq')
   redis.call('ZREM', INDEX[from], id)
   redis.call('ZADD', INDEX[to], seq, id)
+  local tenant = redis.call('HGET', KEYS[1], 'tenant')
+  if tenant then
+    redis.call('ZREM', tenant_key(tenant, ':jobs:status:' .. from), id)
+    redis.call('ZADD', tenant_key(tenant, ':jobs:status:' .. to), seq, id)
+  end
   redis.call('HSET', KEYS[1], 'status', to)
 end
 
@@ -64,22 +125,39 @@ local function count_end(to, now)
   redis.call('HINCRBYFLOAT', KEYS[8], to .. ':sum', seconds)
 end
 
-local function terminate(from, to, now, ttl)
+-- End the job, and in the same step give its slot to its tenant's oldest waiting job
+-- (running_default: the deployment's max_running_jobs).
+local function terminate(from, to, now, ttl, running_default)
   move(from, to)
   redis.call('HSET', KEYS[1], 'finished_at', now)
+  redis.call('HDEL', KEYS[1], 'message')
   redis.call('DEL', KEYS[5], KEYS[6])
   for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
   -- The keys expire within a second after the TIME's whole seconds plus the ttl.
   local clock = redis.call('TIME')
   local id = redis.call('HGET', KEYS[1], 'id')
-  redis.call('ZADD', KEYS[7], tonumber(clock[1]) + 1 + tonumber(ttl), id)
+  local tenant = redis.call('HGET', KEYS[1], 'tenant')
+  -- The expiry index names the tenant too, so the tenant's indexes are pruned with it.
+  local member = id
+  if tenant then member = tenant .. '/' .. id end
+  redis.call('ZADD', KEYS[7], tonumber(clock[1]) + 1 + tonumber(ttl), member)
   count_end(to, tonumber(clock[1]) + tonumber(clock[2]) / 1e6)
+  if tenant then
+    redis.call('SREM', tenant_key(tenant, ':slots'), id)
+    redis.call('ZREM', tenant_key(tenant, ':waiting'), id)
+    fill(tenant, running_default, now)
+  end
 end
 """
 
-# KEYS: job keys, then EXTRA + 1 seq, + 2 jobs, + 3 idem. ARGV: id, fingerprint, idem ttl,
-# has idem ('1'/'0'), job key prefix, then field/value pairs of the new hash.
-# The lookup of an idempotent job is the one key built here; fine outside Cluster.
+# Submit: the tenant's quotas, the new job, and its dispatch (a message now, or a place in
+# the tenant's waiting line), in one step. KEYS: job keys, then EXTRA + 1 seq, + 2 jobs,
+# + 3 idem, + 4 the tenant's jobs, + 5 its submissions, + 6 its slots, + 7 its waiting line,
+# + 8 tenants:waiting. ARGV: 1 id, 2 fingerprint, 3 idem ttl, 4 has idem ('1'/'0'), 5 job key
+# prefix, 6 tenant, 7 now, 8 max_active_jobs, 9 submissions_per_minute, 10 the default
+# max_running_jobs, then field/value pairs of the new hash (with its message).
+# Returns {1, id, fingerprint}; {0, id, fingerprint} of an earlier job with that idem key;
+# or {-1, quota, limit, count, retry_after seconds} when a quota refuses it.
 CREATE = _PRELUDE + """
 if ARGV[4] == '1' then
   local existing = redis.call('GET', KEYS[EXTRA + 3])
@@ -90,10 +168,36 @@ if ARGV[4] == '1' then
     end
   end
 end
+local tenant = ARGV[6]
+local clock = redis.call('TIME')
+local ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local per_minute = tonumber(ARGV[9])
+redis.call('ZREMRANGEBYSCORE', KEYS[EXTRA + 5], '-inf', ms - 60000)
+local recent = redis.call('ZCARD', KEYS[EXTRA + 5])
+if recent >= per_minute then
+  local wait = 60
+  local oldest = redis.call('ZRANGE', KEYS[EXTRA + 5], 0, 0, 'WITHSCORES')[2]
+  if oldest then wait = math.max(1, math.ceil((tonumber(oldest) + 60000 - ms) / 1000)) end
+  return {-1, 'submissions_per_minute', per_minute, recent, wait}
+end
+local max_active = tonumber(ARGV[8])
+local active = redis.call('ZCARD', tenant_key(tenant, ':jobs:status:queued'))
+  + redis.call('ZCARD', tenant_key(tenant, ':jobs:status:running'))
+if active >= max_active then
+  return {-1, 'max_active_jobs', max_active, active, 5}
+end
+redis.call('ZADD', KEYS[EXTRA + 5], ms, ARGV[1])
+redis.call('PEXPIRE', KEYS[EXTRA + 5], 61000)
 local seq = redis.call('INCR', KEYS[EXTRA + 1])
-redis.call('HSET', KEYS[1], 'seq', seq, unpack(ARGV, 6))
+redis.call('HSET', KEYS[1], 'seq', seq, 'tenant', tenant, unpack(ARGV, 11))
 redis.call('ZADD', KEYS[EXTRA + 2], seq, ARGV[1])
 redis.call('ZADD', INDEX.queued, seq, ARGV[1])
+redis.call('ZADD', KEYS[EXTRA + 4], seq, ARGV[1])
+redis.call('ZADD', tenant_key(tenant, ':jobs:status:queued'), seq, ARGV[1])
+-- Into the tenant's line, which its free slots take from, oldest first.
+redis.call('ZADD', KEYS[EXTRA + 7], seq, ARGV[1])
+redis.call('SADD', KEYS[EXTRA + 8], tenant)
+fill(tenant, ARGV[10], ARGV[7])
 if ARGV[4] == '1' then
   local record = cjson.encode({job_id = ARGV[1], fingerprint = ARGV[2]})
   redis.call('SET', KEYS[EXTRA + 3], record, 'EX', ARGV[3])
@@ -101,15 +205,16 @@ end
 return {1, ARGV[1], ARGV[2]}
 """
 
-# ARGV: now, ttl, the job's cancel channel. Returns the status after the call ('ended' when
-# this call cancelled a queued job), or nil for an unknown job. A running job's worker
-# hears of it on the channel at once.
+# ARGV: now, ttl, the job's cancel channel, the default max_running_jobs, the tenant asking.
+# Returns the status after the call ('ended' when this call cancelled a queued job), or nil
+# for an unknown job or another tenant's. A running job's worker hears of it on the channel
+# at once.
 CANCEL = _PRELUDE + """
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return false end
+if not status or redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[5] then return false end
 if status == 'queued' then
   redis.call('HSET', KEYS[1], 'cancel_requested', '1')
-  terminate(status, 'cancelled', ARGV[1], ARGV[2])
+  terminate(status, 'cancelled', ARGV[1], ARGV[2], ARGV[4])
   return 'ended'
 end
 if status == 'running' then
@@ -177,8 +282,8 @@ return add_warnings({ARGV[1]})
 """
 
 # KEYS: job keys, EXTRA + 1 weights. ARGV: status, token ('' skips fencing), now, ttl, error json,
-# metrics json, warnings json, weights bytes ('' for none of the last four). Returns 1 if
-# it transitioned.
+# metrics json, warnings json, weights bytes ('' for none of the last four), the default
+# max_running_jobs. Returns 1 if it transitioned.
 FINISH = _PRELUDE + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or TERMINAL[status] then return 0 end
@@ -190,7 +295,7 @@ if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('SET', KEYS[4], ARGV[6]) end
 if ARGV[7] ~= '' then add_warnings(cjson.decode(ARGV[7])) end
 if ARGV[8] ~= '' then redis.call('SET', KEYS[EXTRA + 1], ARGV[8], 'EX', ARGV[4]) end
-terminate(status, ARGV[1], ARGV[3], ARGV[4])
+terminate(status, ARGV[1], ARGV[3], ARGV[4], ARGV[9])
 return 1
 """
 
@@ -237,55 +342,141 @@ return redis.call('DEL', KEYS[1])
 
 # The reaper's one transition of a running job whose lease lapsed (its worker is gone),
 # re-checked here so that a worker that takes the lease meanwhile is never reaped.
-# ARGV: max attempts, now, ttl. Returns 'cancelled', 'failed' (worker_lost), 'queued'
-# (send it a new message), or nil when there is nothing to do.
+# ARGV: max attempts, now, ttl, the default max_running_jobs. Returns 'cancelled', 'failed'
+# (worker_lost), 'queued' (sent a new message, keeping its slot), or nil when there is
+# nothing to do.
 REAP = _PRELUDE + """
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return false end
 if redis.call('EXISTS', KEYS[6]) == 1 then return false end
 if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
-  terminate('running', 'cancelled', ARGV[2], ARGV[3])
+  terminate('running', 'cancelled', ARGV[2], ARGV[3], ARGV[4])
   return 'cancelled'
 end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 if attempts >= tonumber(ARGV[1]) then
   local message = "the job's worker was lost; gave up after " .. attempts .. " attempts"
   redis.call('HSET', KEYS[1], 'error', cjson.encode({code = 'worker_lost', message = message}))
-  terminate('running', 'failed', ARGV[2], ARGV[3])
+  terminate('running', 'failed', ARGV[2], ARGV[3], ARGV[4])
   return 'failed'
 end
 move('running', 'queued')
-redis.call('HSET', KEYS[1], 'queued_at', ARGV[2])
+send(redis.call('HGET', KEYS[1], 'id'), ARGV[2])
 return 'queued'
 """
 
-# A queued job that waited long with no message: note the re-send, atomically with the
-# check. KEYS: job keys. ARGV: now, the cutoff (ISO; queued_at before it is old).
-# Returns 1 when the caller should send a message.
+# A dispatched job that waited long in `queued` while the broker queue is empty lost its
+# message: send it again, atomically with the check (a job waiting for a slot has no
+# message by design). KEYS: job keys. ARGV: now, the cutoff (ISO; queued_at before it is
+# old). Returns 1 when it sent one.
 RESEND = _PRELUDE + """
 if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+local id = redis.call('HGET', KEYS[1], 'id')
+local tenant = redis.call('HGET', KEYS[1], 'tenant')
+if tenant and redis.call('SISMEMBER', tenant_key(tenant, ':slots'), id) == 0 then return 0 end
 local since = redis.call('HGET', KEYS[1], 'queued_at') or redis.call('HGET', KEYS[1], 'created_at')
 if not since or since > ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'queued_at', ARGV[1])
-return 1
+if send(id, ARGV[1]) then return 1 end
+return 0
 """
 
-# Drop jobs whose keys have expired from every index. KEYS: jobs, expiring, then the
-# status indexes. ARGV: job key prefix, at most this many. Returns the count dropped.
-PRUNE = """
+# Repair a tenant's fair queue: free the slots of jobs that ended (or are gone) and send
+# waiting jobs into the free slots. Run by the reaper for tenants with a backlog, and when
+# the operator changes a tenant's max_running_jobs. KEYS: the broker queue.
+# ARGV: the key prefix, tenant, the default max_running_jobs, now. Returns the slots held.
+DISPATCH = """
+local PREFIX = ARGV[1]
+local QUEUE = KEYS[1]
+""" + _FAIR_QUEUE + """
+local slots = tenant_key(ARGV[2], ':slots')
+for _, id in ipairs(redis.call('SMEMBERS', slots)) do
+  local status = redis.call('HGET', job_key(id), 'status')
+  if status ~= 'queued' and status ~= 'running' then redis.call('SREM', slots, id) end
+end
+fill(ARGV[2], ARGV[3], ARGV[4])
+return redis.call('SCARD', slots)
+"""
+
+# Drop jobs whose keys have expired from every index, their tenant's too. KEYS: jobs,
+# expiring, then the status indexes. ARGV: the key prefix, at most this many. Members of
+# the expiry index are '{tenant}/{id}' (or an id alone). Returns the count dropped.
+PRUNE = f"""
+local STATUS_NAMES = {{{_STATUS_NAMES}}}
+""" + """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1])
-local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, ARGV[2])
+local members = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, ARGV[2])
 local dropped = 0
-for _, id in ipairs(ids) do
-  local left = redis.call('PTTL', ARGV[1] .. id)
+for _, member in ipairs(members) do
+  local tenant, id = string.match(member, '^(.+)/(.+)$')
+  if not id then id = member end
+  local left = redis.call('PTTL', ARGV[1] .. ':job:' .. id)
   if left == -2 then
     for i = 1, #KEYS do redis.call('ZREM', KEYS[i], id) end
+    redis.call('ZREM', KEYS[2], member)
+    if tenant then
+      local base = ARGV[1] .. ':tenant:' .. tenant .. ':jobs'
+      redis.call('ZREM', base, id)
+      for _, status in ipairs(STATUS_NAMES) do
+        redis.call('ZREM', base .. ':status:' .. status, id)
+      end
+    end
     dropped = dropped + 1
   elseif left >= 0 then
-    redis.call('ZADD', KEYS[2], now + math.ceil(left / 1000) + 1, id)  -- not yet: later
+    redis.call('ZADD', KEYS[2], now + math.ceil(left / 1000) + 1, member)  -- not yet: later
   else
-    redis.call('ZREM', KEYS[2], id)  -- kept without a TTL: not an expiring job
+    redis.call('ZREM', KEYS[2], member)  -- kept without a TTL: not an expiring job
   end
 end
 return dropped
+"""
+
+# Tenants and keys (app.store.tenants). A key's record: key_id, tenant, digest, prefix,
+# created_at. KEY_ARGS: key_id, digest, display prefix, now.
+_KEY_RECORD = """
+local function add_key(tenant, key_id, digest, shown, now, record, ids, tenant_keys)
+  redis.call('HSET', record, 'key_id', key_id, 'tenant', tenant, 'digest', digest,
+             'prefix', shown, 'created_at', now)
+  redis.call('HSET', ids, key_id, digest)
+  redis.call('SADD', tenant_keys, key_id)
+end
+"""
+
+# KEYS: names, tenant, tenants, key ids, key record, the tenant's keys.
+# ARGV: name, tenant id, KEY_ARGS, then quota field/value pairs. 1 if made, 0 if the name
+# is taken.
+CREATE_TENANT = _KEY_RECORD + """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], 'id', ARGV[2], 'name', ARGV[1], 'created_at', ARGV[6], unpack(ARGV, 7))
+redis.call('ZADD', KEYS[3], redis.call('HLEN', KEYS[1]), ARGV[2])
+add_key(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], KEYS[5], KEYS[4], KEYS[6])
+return 1
+"""
+
+# KEYS: tenant, key ids, key record, the tenant's keys. ARGV: tenant id, KEY_ARGS.
+# 1 if made, 0 for an unknown tenant.
+ADD_KEY = _KEY_RECORD + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+add_key(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], KEYS[3], KEYS[2], KEYS[4])
+return 1
+"""
+
+# KEYS: key ids. ARGV: key_id, the key prefix. 1 if revoked, 0 for an unknown key id.
+REVOKE_KEY = """
+local digest = redis.call('HGET', KEYS[1], ARGV[1])
+if not digest then return 0 end
+local record = ARGV[2] .. ':apikey:' .. digest
+local tenant = redis.call('HGET', record, 'tenant')
+redis.call('DEL', record)
+redis.call('HDEL', KEYS[1], ARGV[1])
+if tenant then redis.call('SREM', ARGV[2] .. ':tenant:' .. tenant .. ':keys', ARGV[1]) end
+return 1
+"""
+
+# KEYS: the key's record. ARGV: the key prefix. {record fields, tenant fields} (empty when
+# the key is unknown): one round trip per request.
+AUTHENTICATE = """
+local record = redis.call('HGETALL', KEYS[1])
+if #record == 0 then return {{}, {}} end
+local tenant = redis.call('HGET', KEYS[1], 'tenant')
+return {record, redis.call('HGETALL', ARGV[1] .. ':tenant:' .. tenant)}
 """

@@ -1,4 +1,4 @@
-"""Queue naming and the Celery settings every process shares; the Enqueuer sends job ids.
+"""Queue naming, the Celery settings every process shares, and the train task's message.
 
 Every broker key lives under ``{DESCENT_KEY_PREFIX}:broker:`` (kombu's
 ``global_keyprefix``), so two deployments with different prefixes on one Redis database
@@ -7,24 +7,22 @@ never see each other's messages.
 
 from __future__ import annotations
 
+import json
+import threading
 from typing import Any
 
 from celery import Celery
+from kombu import Connection
 
 from app.settings import Settings
+from app.store.keys import QUEUE, broker_prefix, queue_key
+
+__all__ = [
+    "DELIVERY_TAG", "QUEUE", "TRAIN_TASK", "TaskMessages", "broker_prefix", "celery_config",
+    "make_celery", "queue_key",
+]
 
 TRAIN_TASK = "descent.train_job"
-QUEUE = "train"  # the queue's name inside the broker prefix
-
-
-def broker_prefix(key_prefix: str) -> str:
-    """The prefix of every key the broker (kombu) makes for this deployment."""
-    return f"{key_prefix}:broker:"
-
-
-def queue_key(key_prefix: str) -> str:
-    """The Redis list that holds the train queue's waiting messages."""
-    return broker_prefix(key_prefix) + QUEUE
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -62,14 +60,42 @@ def make_celery(settings: Settings, main: str = "descent") -> Celery:
     return celery
 
 
-class Enqueuer:
-    """Sends a training job's id (never its data) to the workers."""
+# Stands in a message for the delivery tag; each dispatch (app.store.lua) replaces it with a
+# tag of its own, as kombu's unacked bookkeeping needs.
+DELIVERY_TAG = "DESCENT_DELIVERY_TAG"
+_MEMORY_QUEUE = "descent-message"
+_memory_lock = threading.Lock()  # kombu's memory transport keeps its queues per class
 
-    def __init__(self, celery: Celery) -> None:
-        self._celery = celery
 
-    def enqueue(self, job_id: str) -> None:
-        self._celery.send_task(TRAIN_TASK, args=[job_id], queue=QUEUE)
+class TaskMessages:
+    """Builds the broker message of a job's train task without sending it.
+
+    The store keeps the message with the job, and its Lua transitions push it onto the
+    broker queue (LPUSH) in the same atomic step that dispatches the job, so a job is never
+    dispatched without its message (nor counted running without one). Celery and kombu
+    build the message themselves, on kombu's in-memory transport, whose messages have the
+    layout its Redis transport pushes.
+    """
+
+    def __init__(self) -> None:
+        # What shapes a message: the serializer and the queue; no broker is ever reached.
+        self._celery = Celery("descent-messages")
+        self._celery.conf.update(
+            task_serializer="json", accept_content=["json"], task_default_queue=QUEUE
+        )
+        self._connection = Connection("memory://")
+
+    def for_job(self, job_id: str) -> bytes:
+        with _memory_lock:
+            self._celery.send_task(
+                TRAIN_TASK, args=[job_id], queue=_MEMORY_QUEUE, task_id=job_id,
+                connection=self._connection,
+            )
+            message = self._connection.default_channel._get(_MEMORY_QUEUE)
+        message["properties"]["delivery_tag"] = DELIVERY_TAG
+        message["properties"]["delivery_info"]["routing_key"] = QUEUE
+        return json.dumps(message, separators=(",", ":")).encode()
 
     def close(self) -> None:
+        self._connection.release()
         self._celery.close()

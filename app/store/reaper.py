@@ -42,17 +42,19 @@ class Reaper(StoreBase):
         """End or re-queue a running job whose lease lapsed, atomically with that check.
 
         Returns "cancelled" (it had asked to be), "failed" (worker_lost: its attempts are
-        used up), "queued" (the caller sends it a new message), or None (nothing to do:
-        it ended, or a worker holds its lease again).
+        used up), "queued" (back in the broker queue, with a new message), or None
+        (nothing to do: it ended, or a worker holds its lease again).
         """
         outcome = self._reap(
-            keys=self._job_keys(job_id).all(), args=[max_attempts, self._now(), self.job_ttl]
+            keys=self._job_keys(job_id).all(),
+            args=[max_attempts, self._now(), self.job_ttl, self.max_running_jobs],
         )
         return None if outcome is None else text(outcome)
 
-    def queued_without_message(self, seconds: float) -> list[str]:
-        """Ids of jobs queued for over `seconds` (the caller checked the broker queue is
-        empty); each is marked as re-sent, so the caller must send its message."""
+    def resend_lost_messages(self, seconds: float) -> list[str]:
+        """Send a new message for each job dispatched over `seconds` ago that is still
+        `queued` (the caller checked the broker queue is empty: its message was lost);
+        return their ids. Jobs waiting for one of their tenant's slots have none, rightly."""
         queued = [text(m) for m in self._redis.zrange(self.keys.status_index("queued"), 0, -1)]
         cutoff = iso(self._clock() - timedelta(seconds=seconds))
         now = self._now()
@@ -62,6 +64,15 @@ class Reaper(StoreBase):
             if self._resend(keys=self._job_keys(job_id).all(), args=[now, cutoff]) == 1
         ]
 
+    def repair_fair_queue(self) -> int:
+        """Send waiting jobs into their tenants' free slots, after freeing the slots of
+        jobs that ended; a repair for what a crash or an operator's change left (the
+        ending transition does this itself). Returns the tenants looked at."""
+        tenants = [text(t) for t in self._redis.smembers(self.keys.tenants_waiting)]
+        for tenant in tenants:
+            self.dispatch_waiting(tenant)
+        return len(tenants)
+
     def prune_indexes(self) -> int:
         """Drop every job whose keys have expired from the indexes; return how many.
         (Redis's own clock decides, so a worker's clock cannot make it early or late.)"""
@@ -69,7 +80,7 @@ class Reaper(StoreBase):
         keys += [self.keys.status_index(status) for status in STATUSES]
         total = 0
         while True:
-            dropped = int(self._prune(keys=keys, args=[self.keys.job_prefix, PRUNE_BATCH]))
+            dropped = int(self._prune(keys=keys, args=[self.keys.prefix, PRUNE_BATCH]))
             total += dropped
             if dropped < PRUNE_BATCH:
                 break

@@ -29,6 +29,17 @@ class JobAlreadyFinished(StoreError):
         self.job_id = job_id
 
 
+class QuotaExceeded(StoreError):
+    """A tenant's quota refused a submission; retry_after: seconds until it may not."""
+
+    def __init__(self, quota: str, limit: int, count: int, retry_after: int) -> None:
+        super().__init__(f"quota {quota} is {limit}; the tenant has {count}")
+        self.quota = quota
+        self.limit = limit
+        self.count = count
+        self.retry_after = retry_after
+
+
 class IdempotencyConflict(StoreError):
     def __init__(self, key: str) -> None:
         super().__init__(f"Idempotency-Key {key!r} was already used with a different request")

@@ -127,7 +127,7 @@ def measure(stack: Stack, plan: Plan) -> dict[str, Any]:
     log(f"4. curve polling: {plan.pollers} pollers, {plan.poll_seconds:g} s back to back, "
         f"then {plan.poll_seconds:g} s at 1 poll/s each")
     store, holder = stack.store, stack.holder
-    job, _ = store.create_job(job_spec("fashion-mnist", 1), name="bench curve")
+    job, _ = store.create_job(job_spec("fashion-mnist", 1), tenant=TENANT, name="bench curve")
     job_id, token = job["id"], uuid.uuid4().hex
     if not holder.acquire_lease(job_id, token, 3600) or holder.start_attempt(job_id, token) != 1:
         raise RuntimeError(f"could not start the simulated job {job_id}")

@@ -1,4 +1,5 @@
-"""API fixtures: the app on the private Redis, its TestClient, the broker queue, a fake worker."""
+"""API fixtures: the app on the private Redis, its TestClient (with a tenant's key), the
+broker queue, a fake worker."""
 
 from __future__ import annotations
 
@@ -17,23 +18,44 @@ from app.api.main import create_app
 from app.settings import Settings
 from app.store.jobs import JobStore
 from app.store.queue import TRAIN_TASK, queue_key
+from app.store.tenants import TenantStore
+from tests.roles import TENANT
 
 MakeClient = Callable[..., TestClient]
 
 
-@pytest.fixture
-def make_client(redis_url: str, key_prefix: str) -> Iterator[MakeClient]:
-    """Build apps on the private Redis (under this test's prefix) with Settings overrides.
+ADMIN_TOKEN = "test-admin-token-0123456789"
 
-    Each TestClient is entered, so the lifespan runs (store, registry, enqueuer), and is
-    closed when the test ends.
+
+@pytest.fixture
+def tenants(redis_client: redis.Redis, key_prefix: str) -> TenantStore:
+    return TenantStore(redis_client, prefix=key_prefix)
+
+
+@pytest.fixture
+def api_key(tenants: TenantStore) -> str:
+    """The key of this test's tenant "alice" (id tests.roles.TENANT), which `client` sends."""
+    return tenants.create_tenant("alice", tenant_id=TENANT)[1]
+
+
+@pytest.fixture
+def make_client(redis_url: str, key_prefix: str, api_key: str) -> Iterator[MakeClient]:
+    """Build apps on the private Redis (under this test's prefix) with Settings overrides,
+    sending alice's key (and with an admin token set).
+
+    Each TestClient is entered, so the lifespan runs (stores, registry), and is closed
+    when the test ends.
     """
     with ExitStack() as stack:
 
         def make(**overrides: Any) -> TestClient:
-            values: dict[str, Any] = {"redis_url": redis_url, "key_prefix": key_prefix}
+            values: dict[str, Any] = {
+                "redis_url": redis_url, "key_prefix": key_prefix, "admin_token": ADMIN_TOKEN,
+            }
             settings = Settings(**{**values, **overrides})
-            return stack.enter_context(TestClient(create_app(settings)))
+            client = stack.enter_context(TestClient(create_app(settings)))
+            client.headers["Authorization"] = f"Bearer {api_key}"
+            return client
 
         yield make
 

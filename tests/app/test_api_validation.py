@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.store.jobs import JobStore
+from tests.roles import TENANT
 from trainer import dataset_info
 
 SPIRAL = {"dataset": "spiral", "epochs": 2}
@@ -68,7 +69,7 @@ def test_out_of_bounds_values_are_422_naming_field_and_value(
     assert error["loc"] == ["body", field]
     assert fragment in error["msg"]
     assert error["input"] == changes[field]
-    assert store.list_jobs()[0] == []
+    assert store.list_jobs(tenant=TENANT)[0] == []
 
 
 @pytest.mark.parametrize(
@@ -183,7 +184,7 @@ def test_an_absurdly_expensive_job_is_422_with_the_estimate_and_the_limit(
     assert "limit of 3,600 s" in error["msg"] and "DESCENT_MAX_JOB_SECONDS" in error["msg"]
     assert "gradient backprop" in error["msg"]
     assert error["input"] == "numerical"
-    assert store.list_jobs()[0] == []
+    assert store.list_jobs(tenant=TENANT)[0] == []
 
 
 def test_the_cost_advice_of_a_backprop_job_names_only_what_would_help(
@@ -286,7 +287,7 @@ def test_a_body_over_the_limit_is_413_naming_the_limit(
     detail = response.json()["detail"]
     assert "5000 bytes" in detail
     assert "2000 bytes" in detail and "DESCENT_MAX_BODY_BYTES" in detail
-    assert store.list_jobs()[0] == []
+    assert store.list_jobs(tenant=TENANT)[0] == []
 
 
 def test_a_chunked_body_over_the_limit_is_413(make_client: Callable[..., TestClient]) -> None:
@@ -338,7 +339,7 @@ def test_bad_requests_leave_other_jobs_untouched(
     assert [response.status_code for response in garbage] == [413, 422, 422, 422, 404]
     assert client.get(f"/v1/jobs/{job['id']}").json() == job
     assert client.get(f"/v1/jobs/{job['id']}/curve").json() == curve
-    assert [item["id"] for item in store.list_jobs()[0]] == [job["id"]]
+    assert [item["id"] for item in store.list_jobs(tenant=TENANT)[0]] == [job["id"]]
 
 
 def test_a_job_too_large_for_memory_is_422_with_the_estimate_and_the_limit(
@@ -355,6 +356,6 @@ def test_a_job_too_large_for_memory_is_422_with_the_estimate_and_the_limit(
     assert "GiB of memory" in error["msg"] and "limit of 4.00 GiB" in error["msg"]
     assert "DESCENT_MAX_JOB_MEMORY_BYTES" in error["msg"]
     assert "dtype float32" in error["msg"] and "no momentum" in error["msg"]
-    assert store.list_jobs()[0] == []
+    assert store.list_jobs(tenant=TENANT)[0] == []
     smaller = {**spec, "hidden_sizes": [64]}
     assert client.post("/v1/jobs", json=smaller).status_code == 202

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from app.store.jobs import JobNotFound, JobStore, LeaseLost
-from tests.roles import AllRoles
+from tests.roles import TENANT, AllRoles
 
 SPEC: dict[str, Any] = {"dataset": "blobs", "epochs": 3}
 PROGRESS = {"epoch": 1, "epochs": 3, "iteration": 4, "iterations": 30, "fraction": 0.13,
@@ -19,7 +19,7 @@ PROGRESS = {"epoch": 1, "epochs": 3, "iteration": 4, "iterations": 30, "fraction
 
 
 def queued(store: JobStore) -> str:
-    return str(store.create_job(SPEC, name=None)[0]["id"])
+    return str(store.create_job(SPEC, tenant=TENANT, name=None)[0]["id"])
 
 
 def running(store: JobStore, token: str = "w1") -> str:
@@ -30,7 +30,7 @@ def running(store: JobStore, token: str = "w1") -> str:
 
 
 def curve_of(store: JobStore, job_id: str) -> list[float | None]:
-    curve = store.read_curve(job_id, max_points=100_000)
+    curve = store.read_curve(job_id, tenant=TENANT, max_points=100_000)
     assert curve is not None
     return list(curve["loss"])
 
@@ -104,13 +104,13 @@ def test_start_attempt_counts_attempts_and_keeps_the_first_start_time(
     assert second is not None
     assert second["attempts"] == 2
     assert second["started_at"] == first["started_at"] == "2025-01-01T00:00:01.000Z"
-    assert [job["id"] for job in store.list_jobs(status="running")[0]] == [job_id]
-    assert store.list_jobs(status="queued")[0] == []
+    assert [job["id"] for job in store.list_jobs(tenant=TENANT, status="running")[0]] == [job_id]
+    assert store.list_jobs(tenant=TENANT, status="queued")[0] == []
 
 
 def test_start_attempt_never_revives_a_terminal_job(store: JobStore) -> None:
     job_id = queued(store)
-    store.request_cancel(job_id)
+    store.request_cancel(job_id, tenant=TENANT)
     assert store.acquire_lease(job_id, "w1", 60)
     assert store.start_attempt(job_id, "w1") is None
     job = store.get_job(job_id)
@@ -144,7 +144,7 @@ def test_rewriting_iterations_after_a_redelivery_does_not_duplicate_them(
     store.record_iterations(job_id, "w1", 1, np.array([5.0, 4.0, 3.0, 2.0]), PROGRESS)
     store.record_iterations(job_id, "w1", 2, np.array([4.5, 3.5]), PROGRESS)
     assert curve_of(store, job_id) == [5.0, 4.5, 3.5, 2.0]
-    curve = store.read_curve(job_id)
+    curve = store.read_curve(job_id, tenant=TENANT)
     assert curve is not None and curve["total"] == 4
 
 
@@ -163,7 +163,7 @@ def test_a_write_with_a_foreign_token_is_refused_and_changes_nothing(store: JobS
     assert curve_of(store, job_id) == [1.0, 0.5]
     assert store.get_job(job_id) == before
     assert store.load_checkpoint(job_id) is None
-    assert store.read_curve(job_id)["epochs"] == []  # type: ignore[index]
+    assert store.read_curve(job_id, tenant=TENANT)["epochs"] == []  # type: ignore[index]
 
 
 def test_a_worker_whose_job_was_reaped_can_no_longer_write(store: JobStore) -> None:
@@ -185,7 +185,7 @@ def test_an_epoch_row_written_twice_is_stored_once(store: JobStore) -> None:
            "val_loss": 0.6, "val_accuracy": 0.75}
     store.record_epoch(job_id, "w1", row, progress=PROGRESS)
     store.record_epoch(job_id, "w1", row)
-    curve = store.read_curve(job_id)
+    curve = store.read_curve(job_id, tenant=TENANT)
     assert curve is not None and curve["epochs"] == [row]
     assert store.get_job(job_id)["progress"] == PROGRESS  # type: ignore[index]
 
@@ -212,12 +212,12 @@ def test_truncate_keeps_the_first_iterations_and_epochs(store: JobStore) -> None
     for epoch in (1, 2, 3):
         store.record_epoch(job_id, "w1", {"epoch": epoch, "iteration": epoch * 3})
     store.truncate_curve(job_id, 6, 2, token="w1")
-    curve = store.read_curve(job_id)
+    curve = store.read_curve(job_id, tenant=TENANT)
     assert curve is not None
     assert curve["loss"] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0] and curve["total"] == 6
     assert [row["epoch"] for row in curve["epochs"]] == [1, 2]
     store.truncate_curve(job_id, 0, 0)
-    empty = store.read_curve(job_id)
+    empty = store.read_curve(job_id, tenant=TENANT)
     assert empty is not None and empty["total"] == 0 and empty["epochs"] == []
 
 

@@ -147,7 +147,7 @@ ORPHAN_SPEC = {**SMALL, "loss": "cross_entropy", "gradient": "backprop", "dtype"
 
 def test_the_reaper_requeues_a_running_job_whose_worker_vanished(service: Service) -> None:
     store = service.store
-    job, _ = store.create_job(ORPHAN_SPEC, name="orphan")
+    job, _ = store.create_job(ORPHAN_SPEC, tenant=TENANT, name="orphan")
     # A worker took it and died without a trace: no message will ever come back.
     vanished = LeaseHolder(store.client, prefix=service.settings.key_prefix)
     assert vanished.acquire_lease(job["id"], "0" * 32, ttl_seconds=0.2)
@@ -161,7 +161,7 @@ def test_the_reaper_sends_a_new_message_for_a_queued_job_that_lost_its_own(
     service: Service,
 ) -> None:
     # Stored but never enqueued: the API died between the two steps.
-    job, _ = service.store.create_job({**ORPHAN_SPEC, "seed": 1}, name="never enqueued")
+    job, _ = service.store.create_job({**ORPHAN_SPEC, "seed": 1}, tenant=TENANT, name="never enqueued")
     done = service.wait_status(job["id"], ("succeeded", "failed"), timeout=60)
     assert done["status"] == "succeeded", done["error"]
     assert done["attempts"] == 1

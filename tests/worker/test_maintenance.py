@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 
 from app.settings import Settings
-from app.store.queue import Enqueuer, make_celery
 from app.store.reaper import Reaper
-from tests.roles import AllRoles
+from tests.roles import TENANT, AllRoles
 from worker.maintenance import reap_once, redis_restarted_lately
 
 SPEC: dict[str, Any] = {"dataset": "blobs", "epochs": 2}
@@ -23,16 +21,9 @@ def settings(redis_url: str, key_prefix: str) -> Settings:
                     heartbeat_seconds=0.1)
 
 
-@pytest.fixture
-def enqueuer(settings: Settings) -> Iterator[Enqueuer]:
-    queue = Enqueuer(make_celery(settings))
-    yield queue
-    queue.close()
-
-
 def orphan(store: AllRoles) -> str:
     """A running job whose worker's lease has lapsed."""
-    job_id = str(store.create_job(SPEC, name=None)[0]["id"])
+    job_id = str(store.create_job(SPEC, tenant=TENANT, name=None)[0]["id"])
     assert store.acquire_lease(job_id, "gone", 60)
     store.start_attempt(job_id, "gone")
     store.release_lease(job_id, "gone")
@@ -45,15 +36,15 @@ class LongUp(AllRoles):
 
 
 def test_right_after_an_outage_running_jobs_are_left_to_their_workers(
-    redis_client: redis.Redis, key_prefix: str, settings: Settings, enqueuer: Enqueuer
+    redis_client: redis.Redis, key_prefix: str, settings: Settings
 ) -> None:
     store = LongUp(redis_client, prefix=key_prefix)
     job_id = orphan(store)
 
-    assert reap_once(store, enqueuer, settings, after_outage=True) == []
+    assert reap_once(store, settings, after_outage=True) == []
     assert store.get_job(job_id)["status"] == "running"
 
-    assert reap_once(store, enqueuer, settings) == [job_id]
+    assert reap_once(store, settings) == [job_id]
     assert store.get_job(job_id)["status"] == "queued"
 
 
@@ -68,18 +59,18 @@ class Secretive(AllRoles):
 
 
 def test_a_redis_that_just_restarted_gives_workers_their_grace(
-    redis_client: redis.Redis, key_prefix: str, settings: Settings, enqueuer: Enqueuer
+    redis_client: redis.Redis, key_prefix: str, settings: Settings
 ) -> None:
     store = Restarted(redis_client, prefix=key_prefix)
     job_id = orphan(store)
 
     assert redis_restarted_lately(store, settings)
-    assert reap_once(store, enqueuer, settings) == []
+    assert reap_once(store, settings) == []
     assert store.get_job(job_id)["status"] == "running"
 
 
 def test_a_redis_that_hides_its_uptime_is_reaped_as_usual(
-    redis_client: redis.Redis, key_prefix: str, settings: Settings, enqueuer: Enqueuer
+    redis_client: redis.Redis, key_prefix: str, settings: Settings
 ) -> None:
     store: Reaper = Secretive(redis_client, prefix=key_prefix)
 

@@ -14,7 +14,7 @@ import redis
 
 from app.settings import Settings
 from scripts.stack import start_redis
-from tests.roles import AllRoles
+from tests.roles import TENANT, AllRoles
 from worker.runner import JobRunner
 
 SPEC: dict[str, Any] = {
@@ -56,7 +56,7 @@ def persistent_redis(tmp_path: Path) -> Iterator[PersistentRedis]:
 
 
 def run_job(store: AllRoles, settings: Settings) -> tuple[str, threading.Thread, list[str]]:
-    job_id = str(store.create_job(SPEC, name=None)[0]["id"])
+    job_id = str(store.create_job(SPEC, tenant=TENANT, name=None)[0]["id"])
     outcome: list[str] = []
     thread = threading.Thread(
         target=lambda: outcome.append(JobRunner(store, settings, job_id).run()), daemon=True
@@ -103,11 +103,12 @@ def test_a_job_lives_through_three_redis_restarts_with_no_attempt_used(
     job = store.get_job(job_id)
     assert job is not None and job["status"] == "succeeded"
     assert job["attempts"] == 1
-    reference = store.read_curve(reference_id, max_points=100_000)
-    survived = store.read_curve(job_id, max_points=100_000)
+    reference = store.read_curve(reference_id, tenant=TENANT, max_points=100_000)
+    survived = store.read_curve(job_id, tenant=TENANT, max_points=100_000)
     assert reference is not None and survived is not None
     assert survived["total"] == reference["total"] == job["progress"]["iterations"]
     assert survived["loss"] == reference["loss"]
     assert survived["epochs"] == reference["epochs"]
-    assert store.get_metrics(job_id)["test"] == store.get_metrics(reference_id)["test"]
+    metrics = store.get_metrics(job_id, tenant=TENANT)
+    assert metrics["test"] == store.get_metrics(reference_id, tenant=TENANT)["test"]
     client.close()

@@ -11,6 +11,7 @@ import pytest
 
 from app.settings import Settings
 from app.store.jobs import JobStore
+from tests.roles import TENANT
 from trainer import TrainConfig, dataset_info, estimate_cost, model_from_bytes, train
 from worker.runner import JobRunner
 
@@ -30,7 +31,7 @@ def settings(redis_url: str, key_prefix: str) -> Settings:
 
 
 def queued(store: JobStore, **changes: Any) -> str:
-    job, created = store.create_job({**SPIRAL, **changes}, name=None)
+    job, created = store.create_job({**SPIRAL, **changes}, tenant=TENANT, name=None)
     assert created
     return str(job["id"])
 
@@ -43,13 +44,13 @@ def test_a_queued_job_runs_to_success_with_metrics_and_a_full_curve(
     job = store.get_job(job_id)
     assert job is not None and job["status"] == "succeeded" and job["attempts"] == 1
     assert job["progress"]["iteration"] == job["progress"]["iterations"] == 4 * 13
-    curve = store.read_curve(job_id, max_points=100_000)
+    curve = store.read_curve(job_id, tenant=TENANT, max_points=100_000)
     assert curve is not None and curve["total"] == 4 * ITERATIONS_PER_EPOCH
     assert [row["epoch"] for row in curve["epochs"]] == [1, 2, 3, 4]
-    metrics = store.get_metrics(job_id)
+    metrics = store.get_metrics(job_id, tenant=TENANT)
     assert metrics is not None and metrics["test"]["n"] == 180
     assert store.lease_holder(job_id) is None
-    blob = store.load_weights(job_id)
+    blob = store.load_weights(job_id, tenant=TENANT)
     assert blob is not None
     model = model_from_bytes(blob)
     assert [p.shape for p in model.params] == [(2, 16), (16,), (16, 3), (3,)]
@@ -60,9 +61,9 @@ def test_a_queued_job_runs_to_success_with_metrics_and_a_full_curve(
 def test_a_finished_job_is_never_run_again(store: JobStore, settings: Settings) -> None:
     job_id = queued(store)
     JobRunner(store, settings, job_id).run()
-    before = store.read_curve(job_id)
+    before = store.read_curve(job_id, tenant=TENANT)
     assert JobRunner(store, settings, job_id).run() == "already succeeded"
-    assert store.read_curve(job_id) == before
+    assert store.read_curve(job_id, tenant=TENANT) == before
     job = store.get_job(job_id)
     assert job is not None and job["attempts"] == 1
 
@@ -77,8 +78,8 @@ def test_an_unreadable_checkpoint_means_a_clean_restart(
     store.save_checkpoint(job_id, "f" * 32, b"not a checkpoint")
     store.release_lease(job_id, "f" * 32)
     assert JobRunner(store, settings, job_id).run() == "succeeded"
-    clean = store.read_curve(reference_id, max_points=100_000)
-    restarted = store.read_curve(job_id, max_points=100_000)
+    clean = store.read_curve(reference_id, tenant=TENANT, max_points=100_000)
+    restarted = store.read_curve(job_id, tenant=TENANT, max_points=100_000)
     assert clean is not None and restarted is not None
     assert restarted["loss"] == clean["loss"]
 
@@ -120,15 +121,15 @@ def test_cancel_during_the_run_ends_it_cancelled_within_a_batch(
     thread = threading.Thread(target=lambda: outcomes.append(runner.run()))
     thread.start()
     deadline = time.monotonic() + 30
-    while (curve := store.read_curve(job_id)) is not None and curve["total"] == 0:
+    while (curve := store.read_curve(job_id, tenant=TENANT)) is not None and curve["total"] == 0:
         assert time.monotonic() < deadline, "the job never started"
         time.sleep(0.01)
-    store.request_cancel(job_id)
+    store.request_cancel(job_id, tenant=TENANT)
     thread.join(timeout=30)
     assert outcomes == ["cancelled"]
     job = store.get_job(job_id)
     assert job is not None and job["status"] == "cancelled"
-    curve = store.read_curve(job_id)
+    curve = store.read_curve(job_id, tenant=TENANT)
     assert curve is not None and 0 < curve["total"] < 200 * 162
 
 
@@ -149,7 +150,7 @@ def test_a_cancel_stops_the_run_within_a_few_batches_without_waiting_for_a_flush
         def should_stop() -> bool:
             checks["count"] += 1
             if checks["count"] == 30:
-                store.request_cancel(job_id)  # as a client would, mid-run
+                store.request_cancel(job_id, tenant=TENANT)  # as a client would, mid-run
                 checks["cancelled_at"] = checks["count"]
             if halted():
                 checks["stopped_at"] = checks["count"]
@@ -164,7 +165,7 @@ def test_a_cancel_stops_the_run_within_a_few_batches_without_waiting_for_a_flush
     # An epoch is 182 batches: before the cancel channel, the run went on to the epoch's end.
     assert checks["cancelled_at"] == 30
     assert 0 <= checks["stopped_at"] - checks["cancelled_at"] <= 20, checks
-    curve = store.read_curve(job_id)
+    curve = store.read_curve(job_id, tenant=TENANT)
     assert curve is not None and curve["total"] < 60
 
 
@@ -251,8 +252,8 @@ def test_a_network_whose_checkpoint_is_over_the_budget_runs_without_and_says_so(
     assert "not kept: 0.3 MiB, over the limit of 0.2 MiB (DESCENT_MAX_WEIGHTS_BYTES)" in (
         weights_warning
     )
-    assert store.load_weights(job_id) is None
-    curve = store.read_curve(job_id, max_points=100_000)
+    assert store.load_weights(job_id, tenant=TENANT) is None
+    curve = store.read_curve(job_id, tenant=TENANT, max_points=100_000)
     assert curve is not None and curve["total"] == SPIRAL["epochs"] * ITERATIONS_PER_EPOCH
 
 
@@ -300,6 +301,6 @@ def test_a_lease_that_lapsed_unseen_is_taken_back_and_the_run_goes_on(
     assert runner.run() == "succeeded"
     job = store.get_job(job_id)
     assert job is not None and job["attempts"] == 1 and dropped
-    curve = store.read_curve(job_id, max_points=100_000)
+    curve = store.read_curve(job_id, tenant=TENANT, max_points=100_000)
     assert curve is not None and curve["total"] == job["progress"]["iterations"]
     assert None not in curve["loss"]

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from app.api.auth import UNAUTHORIZED, tenant_of
 from app.api.deps import SettingsDep
 from app.api.schemas import DatasetList
 from app.settings import Settings
 from trainer import DatasetInfo, catalogue
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(
+    prefix="/v1/datasets",
+    tags=["datasets"],
+    dependencies=[Depends(tenant_of)],
+    responses=UNAUTHORIZED,
+)
 
 
 def described(info: DatasetInfo, settings: Settings) -> dict[str, Any]:

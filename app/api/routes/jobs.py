@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.api.admission import admit
-from app.api.deps import EnqueuerDep, SettingsDep, StoreDep
+from app.api.auth import UNAUTHORIZED, PrincipalDep, tenant_of
+from app.api.deps import DefaultQuotasDep, SettingsDep, StoreDep
 from app.api.errors import unprocessable
 from app.api.schemas import (
     Curve,
@@ -19,15 +20,23 @@ from app.api.schemas import (
     JobSpec,
     Metrics,
     MetricsNotReady,
+    QuotaRefusal,
     Status,
     Unprocessable,
 )
 from app.store.keys import STATUSES
-from app.store.records import IdempotencyConflict, JobAlreadyFinished, JobNotFound
+from app.store.records import (
+    IdempotencyConflict,
+    JobAlreadyFinished,
+    JobNotFound,
+    QuotaExceeded,
+)
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(
+    prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(tenant_of)], responses=UNAUTHORIZED
+)
 
 MAX_CURVE_POINTS = 100_000
 # The curve's cursor can never pass the most iterations a job may run (DESCENT_MAX_ITERATIONS
@@ -48,6 +57,24 @@ IdempotencyKey = Annotated[
 ]
 
 
+def quota_refusal(exc: QuotaExceeded) -> JSONResponse:
+    """A 429 that names the quota, its limit and the tenant's count, with Retry-After."""
+    what = {
+        "max_active_jobs": "queued and running jobs",
+        "submissions_per_minute": "submissions in the last minute",
+    }.get(exc.quota, exc.quota)
+    detail = (
+        f"quota {exc.quota} is {exc.limit} and you have {exc.count} {what}: "
+        f"retry in {exc.retry_after} s"
+    )
+    return JSONResponse(
+        status_code=429,
+        headers={"Retry-After": str(exc.retry_after)},
+        content={"detail": detail, "quota": exc.quota, "limit": exc.limit,
+                 "current": exc.count, "retry_after_seconds": exc.retry_after},
+    )
+
+
 def _not_found(job_id: str) -> HTTPException:
     shown = job_id if len(job_id) <= 64 else job_id[:64] + "…"
     return HTTPException(status_code=404, detail=f"job {shown!r} not found")
@@ -63,6 +90,9 @@ def _not_found(job_id: str) -> HTTPException:
         413: {"model": ErrorDetail, "description": "Body too large"},
         422: {"model": Unprocessable,
               "description": "Invalid spec; each entry names the field and the value"},
+        429: {"model": QuotaRefusal,
+              "description": "Over a quota (max_active_jobs, submissions_per_minute); "
+              "Retry-After says when to try again"},
         503: {"model": ErrorDetail, "description": "The job store or the queue is unreachable"},
     },
 )
@@ -70,32 +100,31 @@ def submit_job(
     spec: JobSpec,
     response: Response,
     store: StoreDep,
-    enqueuer: EnqueuerDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
+    defaults: DefaultQuotasDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    """Validate the spec, store the job as `queued` and enqueue it by id."""
-    admission = admit(spec, settings)
+    """Validate the spec and store the job as `queued`: sent to the workers at once, or,
+    when the tenant's max_running_jobs are taken, as soon as one of its jobs ends."""
+    quotas = principal.tenant.quotas(defaults)
+    admission = admit(spec, settings, quotas["max_job_seconds"])
     if admission.errors:
         return unprocessable(admission.errors)
     try:
         job, created = store.create_job(
             spec.stored_spec(),
+            tenant=principal.tenant.id,
             name=spec.name,
             idempotency_key=idempotency_key,
             iterations=admission.iterations,
+            quotas=quotas,
         )
     except IdempotencyConflict as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
-    if created:
-        try:
-            enqueuer.enqueue(job["id"])
-        except Exception as exc:
-            logger.exception("job %s: could not enqueue", job["id"])
-            error = {"code": "internal", "message": f"the job could not be queued: {exc}"}
-            store.finish(job["id"], "failed", error=error)
-            raise HTTPException(status_code=503, detail=error["message"]) from exc
-    else:
+    except QuotaExceeded as exc:
+        return quota_refusal(exc)
+    if not created:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job['id']}"
     return job
@@ -104,6 +133,7 @@ def submit_job(
 @router.get("", response_model=JobList)
 def list_jobs(
     store: StoreDep,
+    principal: PrincipalDep,
     status: Annotated[Status | None, Query(description=f"One of {', '.join(STATUSES)}")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[
@@ -111,9 +141,11 @@ def list_jobs(
         Query(pattern=r"^[1-9][0-9]{0,17}$", description="The next_cursor of an earlier page"),
     ] = None,
 ) -> Any:
-    """Jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
+    """Your jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
     try:
-        items, next_cursor = store.list_jobs(status=status, limit=limit, cursor=cursor)
+        items, next_cursor = store.list_jobs(
+            tenant=principal.tenant.id, status=status, limit=limit, cursor=cursor
+        )
     except ValueError as exc:
         return unprocessable(
             [{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error",
@@ -123,8 +155,8 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=Job, responses=NOT_FOUND)
-def get_job(job_id: str, store: StoreDep) -> Any:
-    job = store.get_job(job_id)
+def get_job(job_id: str, store: StoreDep, principal: PrincipalDep) -> Any:
+    job = store.get_job(job_id, tenant=principal.tenant.id)
     if job is None:
         raise _not_found(job_id)
     return job
@@ -134,13 +166,16 @@ def get_job(job_id: str, store: StoreDep) -> Any:
 def get_curve(
     job_id: str,
     store: StoreDep,
+    principal: PrincipalDep,
     since: Annotated[
         int, Query(ge=0, le=MAX_SINCE, description="Return iterations after this one")
     ] = 0,
     max_points: Annotated[int, Query(ge=1, le=MAX_CURVE_POINTS)] = 1000,
 ) -> Any:
     """Mini-batch losses after `since` (evenly downsampled, the last kept) and epoch rows."""
-    curve = store.read_curve(job_id, since=since, max_points=max_points)
+    curve = store.read_curve(
+        job_id, tenant=principal.tenant.id, since=since, max_points=max_points
+    )
     if curve is None:
         raise _not_found(job_id)
     # The hot path of every poller: the store already returns plain JSON types, so skip
@@ -156,12 +191,13 @@ def get_curve(
         409: {"model": MetricsNotReady, "description": "The job has not succeeded (yet)"},
     },
 )
-def get_metrics(job_id: str, store: StoreDep) -> Any:
+def get_metrics(job_id: str, store: StoreDep, principal: PrincipalDep) -> Any:
     """The final test-set metrics of a succeeded job."""
-    job = store.get_job(job_id)
+    tenant = principal.tenant.id
+    job = store.get_job(job_id, tenant=tenant)
     if job is None:
         raise _not_found(job_id)
-    metrics = store.get_metrics(job_id) if job["status"] == "succeeded" else None
+    metrics = store.get_metrics(job_id, tenant=tenant) if job["status"] == "succeeded" else None
     if metrics is None:
         return JSONResponse(
             status_code=409,
@@ -183,10 +219,10 @@ def get_metrics(job_id: str, store: StoreDep) -> Any:
         409: {"model": ErrorDetail, "description": "The job already succeeded or failed"},
     },
 )
-def cancel_job(job_id: str, store: StoreDep) -> Any:
+def cancel_job(job_id: str, store: StoreDep, principal: PrincipalDep) -> Any:
     """Ask the job to stop; a running job stops within one mini-batch and ends `cancelled`."""
     try:
-        return store.request_cancel(job_id)
+        return store.request_cancel(job_id, tenant=principal.tenant.id)
     except JobNotFound as exc:
         raise _not_found(job_id) from exc
     except JobAlreadyFinished as exc:

@@ -1,0 +1,70 @@
+"""Who is asking: a tenant's API key on /v1/*, the operator's token on /v1/admin/*.
+
+Both arrive as ``Authorization: Bearer ...``. A missing, unknown or revoked key is a 401
+with ``WWW-Authenticate: Bearer``; the two cases differ only in the words.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.api.schemas import ErrorDetail
+from app.store.tenants import Principal, TenantStore
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="APIKey",
+    description="A tenant's API key (dsk_...); the operator's DESCENT_ADMIN_TOKEN on "
+    "/v1/admin/*.",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorDetail, "description": "Missing, unknown or revoked key"}
+}
+
+
+def _refuse(detail: str, error: str | None = None) -> HTTPException:
+    challenge = "Bearer" if error is None else f'Bearer error="{error}"'
+    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": challenge})
+
+
+def _presented(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None:
+        sent = request.headers.get("authorization")
+        if sent:
+            raise _refuse(
+                "the Authorization header must be 'Bearer <key>'", "invalid_request"
+            )
+        raise _refuse("this route needs an API key: send 'Authorization: Bearer <key>'")
+    return credentials.credentials
+
+
+def tenant_of(request: Request, credentials: Credentials) -> Principal:
+    """The tenant the request's key speaks for (a 401 otherwise)."""
+    key = _presented(request, credentials)
+    tenants: TenantStore = request.app.state.tenants
+    principal = tenants.authenticate(key)
+    if principal is None:
+        raise _refuse("unknown or revoked API key", "invalid_token")
+    request.state.principal = principal
+    return principal
+
+
+def operator(request: Request, credentials: Credentials) -> None:
+    """The operator's token (DESCENT_ADMIN_TOKEN), compared in constant time."""
+    token = _presented(request, credentials)
+    expected = request.app.state.settings.admin_token
+    if expected is None:
+        raise _refuse(
+            "the admin API is closed: the operator sets DESCENT_ADMIN_TOKEN to open it "
+            "(or uses python -m app.admin)"
+        )
+    if not hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
+        raise _refuse("wrong admin token", "invalid_token")
+
+
+PrincipalDep = Annotated[Principal, Depends(tenant_of)]
