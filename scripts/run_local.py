@@ -35,6 +35,7 @@ from scripts.stack import (  # noqa: E402
 HOST = "127.0.0.1"
 RUN_DIR = ROOT / ".run"  # what `make run` keeps between runs; --run-dir moves it
 DATA_DIR = ROOT / ".data"  # DESCENT_DATA_DIR unless it is set: <dir>/<dataset>/
+LOCAL_TENANT = "local"  # the tenant whose key `make run` prints (and keeps in .run/api-key)
 READY_TIMEOUT = 60.0  # seconds for the worker and the API to come up together
 API_STOP_TIMEOUT = 10.0
 # Celery's warm shutdown lets the running task go on; past this it is killed and,
@@ -162,22 +163,57 @@ def fashion_note(data_dir: str) -> str:
     return "Fashion-MNIST is not installed here: `make data` says how to get it."
 
 
-def banner(port: int, redis_note: str, data_dir: str) -> str:
+def local_key(redis_url: str, key_file: Path) -> tuple[str, str]:
+    """The API key of the tenant `local`: the one in `key_file` while Redis still knows it,
+    else a new one (making the tenant if need be), written to `key_file` (mode 600).
+    Returns (key, what happened, in words)."""
+    from app.settings import Settings
+    from app.store.tenants import TenantStore
+
+    tenants = TenantStore.from_settings(Settings(redis_url=redis_url))
+    try:
+        if key_file.exists():
+            kept = key_file.read_text().strip()
+            principal = tenants.authenticate(kept)
+            if principal is not None and principal.tenant.name == LOCAL_TENANT:
+                return kept, f"the key in {key_file} (tenant {LOCAL_TENANT!r})"
+        tenant = tenants.find_tenant(LOCAL_TENANT)
+        if tenant is None:
+            _, key, _ = tenants.create_tenant(LOCAL_TENANT)
+            made = f"made the tenant {LOCAL_TENANT!r}; its key is in {key_file}"
+        else:
+            _, key = tenants.create_key(tenant.id)
+            made = f"a new key for the tenant {LOCAL_TENANT!r}, written to {key_file}"
+    finally:
+        tenants.close()
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key + "\n")
+    key_file.chmod(0o600)  # also when the file was there before, with other modes
+    return key, made
+
+
+def banner(port: int, redis_note: str, data_dir: str, key: str, key_note: str) -> str:
     base = f"localhost:{port}"
     body = json.dumps(FIRST_JOB, separators=(",", ":"))
+    auth = "-H \"Authorization: Bearer $DESCENT_API_KEY\""
     return f"""
 ==================================================================
 Descent is ready at http://{HOST}:{port}  (API docs: /docs)
 Redis: {redis_note}
+API key: {key_note}
 
+Every /v1 request carries the key; in another shell:
+  export DESCENT_API_KEY={key}
 Submit a first training job (a 64-unit ReLU network on scikit-learn's
 8x8 digits; {FIRST_JOB_RESULT}):
-  curl -s -X POST {base}/v1/jobs -H 'content-type: application/json' \\
-    -d '{body}'
+  curl -s -X POST {base}/v1/jobs {auth} \\
+    -H 'content-type: application/json' -d '{body}'
 Poll it with the "id" from the answer:
-  curl -s {base}/v1/jobs/<id>
-  curl -s '{base}/v1/jobs/<id>/curve?since=0'   # then since=<"next">
-  curl -s {base}/v1/jobs/<id>/metrics           # test-set metrics once succeeded
+  curl -s {base}/v1/jobs/<id> {auth}
+  curl -s '{base}/v1/jobs/<id>/curve?since=0' {auth}
+  curl -s {base}/v1/jobs/<id>/metrics {auth}
 {fashion_note(data_dir)}
 Press Ctrl-C to stop the API, the worker and Redis.
 ==================================================================
@@ -239,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             children.append(started(api))
             problem = wait_until_ready(api, children, stop)
             if problem is None and not stop.requested:
-                say(banner(port, redis_note, data_dir))
+                key, key_note = local_key(url, args.run_dir / "api-key")
+                say(banner(port, redis_note, data_dir, key, key_note))
                 while not stop.requested:
                     problem = dead_child(children)
                     if problem:

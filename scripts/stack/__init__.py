@@ -7,6 +7,7 @@ processes with it:
     env = stack_env(redis.url, DESCENT_KEY_PREFIX="bench")
     worker = start_worker(env, log=tmp / "worker.log").wait_online()
     api = start_api(env, log=tmp / "api.log").wait_ready()
+    key = make_tenant(env, "bench")  # a tenant's API key, for Authorization: Bearer
     ...  # api.url, redis.url, worker.pool_pids()
     for process in (api, worker, redis):
         process.stop()
@@ -43,6 +44,23 @@ def stack_env(redis_url: str, **settings: str) -> dict[str, str]:
     }
 
 
+def make_tenant(env: dict[str, str], name: str, **quotas: int | float) -> str:
+    """Make a tenant (with `quotas` of its own) on the stack's Redis and key prefix, as
+    `python -m app.admin create-tenant` does, and return its API key."""
+    from app.settings import Settings
+    from app.store.tenants import QuotaChanges, TenantStore
+
+    settings = Settings(
+        redis_url=env["REDIS_URL"], key_prefix=env.get("DESCENT_KEY_PREFIX") or "descent"
+    )
+    tenants = TenantStore.from_settings(settings)
+    try:
+        _, api_key, _ = tenants.create_tenant(name, QuotaChanges(**quotas))
+    finally:
+        tenants.close()
+    return api_key
+
+
 __all__ = [
     "ROOT",
     "Api",
@@ -52,6 +70,7 @@ __all__ = [
     "Worker",
     "accepts_connections",
     "free_port",
+    "make_tenant",
     "redis_server_binary",
     "stack_env",
     "start_api",

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ class Launcher:
     def __init__(self, run_dir: Path, output: Path) -> None:
         self.port = free_port()
         self.output = output
+        self.key_file = run_dir / "api-key"
         env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
         env["DESCENT_PORT"] = str(self.port)
         with output.open("ab") as out:
@@ -52,7 +52,8 @@ class Launcher:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
             self.url + path, data=data, method=method,
-            headers={"content-type": "application/json"},
+            headers={"content-type": "application/json",
+                     "Authorization": f"Bearer {self.key_file.read_text().strip()}"},
         )
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(request, timeout=10) as response:
@@ -62,14 +63,12 @@ class Launcher:
         if self.process.poll() is not None:
             raise AssertionError(f"the launcher exited ({self.process.returncode}):\n"
                                  + self.output.read_text())
-        try:
-            return self.request("GET", "/readyz")["status"] == "ready"
-        except (urllib.error.URLError, OSError):
-            return False
+        # Ready once the banner is out: it comes after /readyz, with the key.
+        return "Descent is ready" in self.output.read_text()
 
     def wait_ready(self) -> None:
         # A worker takes a few seconds to come up; the launcher's own limit is 60 s.
-        wait_for(self.ready, 90, "the launcher's /readyz to answer 200")
+        wait_for(self.ready, 90, "the launcher's banner")
 
     def job_status(self, job_id: str) -> str:
         status: str = self.request("GET", f"/v1/jobs/{job_id}")["status"]
@@ -123,13 +122,36 @@ def test_a_hard_killed_launcher_leaves_no_redis_worker_or_api_behind(
              f"every process the launcher started to go: {commands}")
 
 
-def test_restarting_the_launcher_keeps_every_job(
+def banner_commands(output: str) -> tuple[str, str]:
+    """The banner's export line and its first curl command (joined across its '\\')."""
+    export = next(line.strip() for line in output.splitlines()
+                  if line.strip().startswith("export DESCENT_API_KEY="))
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if "curl -s -X POST" in line)
+    command = lines[start].strip()
+    while command.endswith("\\"):
+        start += 1
+        command = command[:-1] + " " + lines[start].strip()
+    return export, command
+
+
+def test_restarting_the_launcher_keeps_every_job_and_the_key(
     tmp_path: Path, launchers: list[Launcher]
 ) -> None:
     first = Launcher(tmp_path / "run", tmp_path / "first.log")
     launchers.append(first)
     first.wait_ready()
-    job_id = first.request("POST", "/v1/jobs", FIRST_JOB)["id"]
+    key = first.key_file.read_text().strip()
+    assert key.startswith("dsk_")
+    assert first.key_file.stat().st_mode & 0o777 == 0o600
+    # The banner's lines, pasted into a shell as they are, submit the first job.
+    export, curl = banner_commands(first.output.read_text())
+    assert export == f"export DESCENT_API_KEY={key}"
+    pasted = subprocess.run(
+        ["bash", "-c", f"{export}\n{curl}"], capture_output=True, text=True, timeout=30,
+        env={k: v for k, v in os.environ.items() if "proxy" not in k.lower()},
+    )
+    job_id = json.loads(pasted.stdout)["id"]
     wait_for(lambda: first.job_status(job_id) == "succeeded", 60, "the job to succeed")
     first.stop()
     assert first.process.returncode == 0, first.output.read_text()
@@ -137,6 +159,7 @@ def test_restarting_the_launcher_keeps_every_job(
     second = Launcher(tmp_path / "run", tmp_path / "second.log")
     launchers.append(second)
     second.wait_ready()
+    assert second.key_file.read_text().strip() == key  # the same tenant, the same key
     assert second.job_status(job_id) == "succeeded"
     metrics = second.request("GET", f"/v1/jobs/{job_id}/metrics")
     assert metrics["test"]["accuracy"] >= 0.95
