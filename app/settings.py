@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JOB_TTL_SECONDS = 7 * 24 * 3600
@@ -153,7 +153,7 @@ class Settings(BaseSettings):
         default=300,
         gt=0,
         description="A job queued this long while the broker queue is empty lost its message "
-        "(e.g. the API died between storing and enqueueing it); the reaper sends a new one.",
+        "(a worker took it and died before it could start it); the reaper sends a new one.",
     )
     redis_outage_seconds: float = Field(
         default=300,
@@ -203,6 +203,12 @@ class Settings(BaseSettings):
     quota_max_sweep_trials: int = Field(
         default=64, ge=1, description="Trials in one of a tenant's sweeps; more: 422."
     )
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        """DESCENT_ADMIN_TOKEN= (compose's default when .env has none) means unset."""
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:

@@ -30,7 +30,7 @@ SKIPPED_DIRS = {
     "node_modules", "build", "dist", ".run", ".data",
 }
 # Variables of ours that the compose file reads; the tests set them or leave them unset.
-COMPOSE_VARIABLES = ("DESCENT_PORT", "DESCENT_WORKER_CONCURRENCY")
+COMPOSE_VARIABLES = ("DESCENT_PORT", "DESCENT_WORKER_CONCURRENCY", "DESCENT_ADMIN_TOKEN")
 
 
 # --- docker-compose.yml, as the compose binary parses it ------------------------------------
@@ -94,6 +94,24 @@ def published(service: dict[str, Any]) -> list[tuple[str, int]]:
 def test_the_api_is_published_on_descent_port(config: Config) -> None:
     assert published(config()["services"]["api"]) == [("8000", 8000)]
     assert published(config(DESCENT_PORT="8081")["services"]["api"]) == [("8081", 8000)]
+
+
+def test_the_admin_token_comes_from_the_environment_to_the_api_alone(
+    config: Config, tmp_path: Path
+) -> None:
+    token = "t0ken-from-the-environment-" + "x" * 8
+    assert config()["services"]["api"]["environment"]["DESCENT_ADMIN_TOKEN"] == ""
+    services = config(DESCENT_ADMIN_TOKEN=token)["services"]
+    assert services["api"]["environment"]["DESCENT_ADMIN_TOKEN"] == token
+    assert "DESCENT_ADMIN_TOKEN" not in services["worker"]["environment"]
+    assert services["api"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    # And from a .env file beside the compose file, as the README says.
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"DESCENT_ADMIN_TOKEN={token}\n")
+    result = run_compose_config(COMPOSE_FILE, env_file, "--format", "json")
+    api = json.loads(result.stdout)["services"]["api"]
+    assert api["environment"]["DESCENT_ADMIN_TOKEN"] == token
+    assert token not in COMPOSE_FILE.read_text()
 
 
 def test_nothing_publishes_redis(config: Config) -> None:

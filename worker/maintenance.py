@@ -12,10 +12,9 @@ from celery.signals import worker_ready, worker_shutdown
 
 from app.settings import Settings, get_settings
 from app.store.base import UNREACHABLE
-from app.store.queue import Enqueuer, queue_key
+from app.store.keys import queue_key
 from app.store.reaper import Reaper
 from app.store.registry import WorkerRegistry
-from worker.celery_app import celery_app
 
 logger = logging.getLogger(__name__)
 
@@ -36,37 +35,35 @@ def redis_restarted_lately(reaper: Reaper, settings: Settings) -> bool:
         return False
 
 
-def reap_once(
-    reaper: Reaper, enqueuer: Enqueuer, settings: Settings, *, after_outage: bool = False
-) -> list[str]:
-    """Re-queue jobs whose message is gone and prune expired jobs from the indexes;
-    return the ids sent a new message.
+def reap_once(reaper: Reaper, settings: Settings, *, after_outage: bool = False) -> list[str]:
+    """Re-queue jobs whose message is gone, repair the fair queue, and prune expired jobs
+    from the indexes; return the ids sent a new message.
 
     A running job whose lease lapsed lost its worker: it ends cancelled if it asked to,
     fails with worker_lost once its attempts are used up, and otherwise goes back to
     `queued` with a new message. A job queued for long while the broker queue is empty
     lost its message before any worker saw it. Each transition is one atomic script that
-    re-checks its condition; a duplicate message is harmless (leases and terminal states
-    guard).
+    re-checks its condition and sends the message itself; a duplicate message is harmless
+    (leases and terminal states guard). Tenants with waiting jobs get their free slots
+    filled (the ending transition does that; this repairs what nothing else could).
 
     Right after an outage (`after_outage`, or a Redis that restarted recently) running jobs
     are left alone: their workers are alive and taking their leases back.
     """
     requeued = []
     if reaper.client.llen(queue_key(settings.key_prefix)) == 0:
-        for job_id in reaper.queued_without_message(settings.queued_requeue_seconds):
-            logger.warning("job %s: queued without a message; sending a new one", job_id)
-            enqueuer.enqueue(job_id)
+        for job_id in reaper.resend_lost_messages(settings.queued_requeue_seconds):
+            logger.warning("job %s: queued without a message; sent a new one", job_id)
             requeued.append(job_id)
     quiet = after_outage or redis_restarted_lately(reaper, settings)
     for job_id in [] if quiet else reaper.running_without_lease():
         outcome = reaper.reap(job_id, settings.max_attempts)
         if outcome == "queued":
-            logger.warning("job %s: its worker is gone; re-queueing it", job_id)
-            enqueuer.enqueue(job_id)
+            logger.warning("job %s: its worker is gone; re-queued it", job_id)
             requeued.append(job_id)
         elif outcome is not None:
             logger.warning("job %s: its worker is gone; the job ends %s", job_id, outcome)
+    reaper.repair_fair_queue()
     reaper.prune_indexes()
     return requeued
 
@@ -74,7 +71,6 @@ def reap_once(
 def _loop(name: str, settings: Settings) -> None:
     reaper = Reaper.from_settings(settings)
     registry = WorkerRegistry(reaper.client, settings.key_prefix)
-    enqueuer = Enqueuer(celery_app)
     interval = min(settings.heartbeat_seconds, settings.reaper_interval_seconds)
     clock = time.monotonic
     next_reap = clock()
@@ -94,7 +90,7 @@ def _loop(name: str, settings: Settings) -> None:
             if clock() >= next_reap:
                 next_reap = clock() + settings.reaper_interval_seconds
                 if registry.try_lock_reaper(name, settings.reaper_interval_seconds):
-                    reap_once(reaper, enqueuer, settings, after_outage=clock() < quiet_until)
+                    reap_once(reaper, settings, after_outage=clock() < quiet_until)
         except UNREACHABLE as exc:  # an outage: one line when it starts, not a trace a beat
             if not outage:
                 logger.warning("worker maintenance: Redis is unreachable (%s); retrying", exc)

@@ -66,6 +66,11 @@ def test_REDIS_URL_wins_over_a_prefixed_one(monkeypatch: pytest.MonkeyPatch) -> 
         ("DESCENT_PROGRESS_FLUSH_ITERATIONS", "100", "progress_flush_iterations", 100),
         ("DESCENT_REAPER_INTERVAL_SECONDS", "5", "reaper_interval_seconds", 5.0),
         ("DESCENT_WORKER_CONCURRENCY", "4", "worker_concurrency", 4),
+        ("DESCENT_QUOTA_MAX_ACTIVE_JOBS", "7", "quota_max_active_jobs", 7),
+        ("DESCENT_QUOTA_MAX_RUNNING_JOBS", "3", "quota_max_running_jobs", 3),
+        ("DESCENT_QUOTA_SUBMISSIONS_PER_MINUTE", "0", "quota_submissions_per_minute", 0),
+        ("DESCENT_QUOTA_MAX_DATASET_BYTES", "1024", "quota_max_dataset_bytes", 1024),
+        ("DESCENT_QUOTA_MAX_SWEEP_TRIALS", "8", "quota_max_sweep_trials", 8),
         ("descent_max_body_bytes", "1234", "max_body_bytes", 1234),
     ],
 )
@@ -97,6 +102,20 @@ def test_keyword_arguments_beat_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert (settings.redis_url, settings.key_prefix) == ("redis://given:6379/0", "given")
 
 
+def test_the_admin_token_is_a_secret_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().admin_token is None
+    monkeypatch.setenv("DESCENT_ADMIN_TOKEN", "")
+    assert Settings().admin_token is None  # compose passes an unset one as empty
+    monkeypatch.setenv("DESCENT_ADMIN_TOKEN", "s3cret-s3cret-s3cret")
+    settings = Settings()
+
+    assert settings.admin_token is not None
+    assert settings.admin_token.get_secret_value() == "s3cret-s3cret-s3cret"
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
+
+
 def test_unknown_DESCENT_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DESCENT_NO_SUCH_SETTING", "1")
 
@@ -118,6 +137,8 @@ def test_unknown_DESCENT_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) 
         ({"DESCENT_MAX_ATTEMPTS": "0"}, "max_attempts"),
         ({"DESCENT_JOB_TTL_SECONDS": "0"}, "job_ttl_seconds"),
         ({"DESCENT_KEY_PREFIX": ""}, "key_prefix"),
+        ({"DESCENT_ADMIN_TOKEN": "short"}, "admin_token"),
+        ({"DESCENT_QUOTA_MAX_RUNNING_JOBS": "0"}, "quota_max_running_jobs"),
         ({"REDIS_URL": ""}, "REDIS_URL"),
     ],
 )
