@@ -48,6 +48,7 @@ class StoreCollector:
         try:
             *counts, depth, durations, iterations = pipe.execute()
             online = len(self.workers.alive(3 * self.settings.heartbeat_seconds))
+            waiting = self.store.waiting_backlog()
         except UNREACHABLE:
             yield GaugeMetricFamily("descent_store_up", "Whether Redis answered this scrape", 0)
             return
@@ -59,6 +60,9 @@ class StoreCollector:
         yield jobs
         yield GaugeMetricFamily("descent_queue_depth",
                                 "Messages waiting in the broker's train queue", depth)
+        yield GaugeMetricFamily("descent_jobs_waiting",
+                                "Queued jobs waiting for one of their tenant's "
+                                "max_running_jobs slots (no message yet)", waiting)
         yield GaugeMetricFamily("descent_workers_online",
                                 "Workers heard from within the last 3 heartbeats", online)
         yield CounterMetricFamily("descent_iterations_trained",

@@ -218,6 +218,14 @@ class JobStore(StoreBase):
         pipe.execute()
         logger.debug("dropped %d expired job(s) from the indexes", len(ids))
 
+    def waiting_backlog(self) -> int:
+        """Queued jobs of every tenant that wait for one of its max_running_jobs slots."""
+        tenants = [text(t) for t in self._redis.smembers(self.keys.tenants_waiting)]
+        pipe = self._redis.pipeline(transaction=False)
+        for tenant in tenants:
+            pipe.zcard(self.keys.tenant_waiting(tenant))
+        return sum(pipe.execute()) if tenants else 0
+
     def request_cancel(self, job_id: str, *, tenant: str) -> dict[str, Any]:
         """Queued -> cancelled now; running -> cancel_requested; cancelled stays as it is.
 

@@ -32,17 +32,18 @@ def test_jobs_by_status_queue_depth_and_workers_come_from_the_store(
     # Two apps on one store stand for two API processes behind a load balancer.
     first, second = make_client(), make_client()
     ids = [first.post("/v1/jobs", json={**SPIRAL, "seed": seed}).json()["id"]
-           for seed in range(3)]
+           for seed in range(4)]  # the tenant's 2 slots: 2 sent, 2 waiting
     worker.start(ids[0])
-    first.post(f"/v1/jobs/{ids[1]}/cancel")
+    first.post(f"/v1/jobs/{ids[1]}/cancel")  # its slot goes to the third
 
     for client in (first, second):
         metrics = scrape(client)
         assert metrics[("descent_store_up", ())] == 1
-        assert metrics[("descent_jobs", (("status", "queued"),))] == 1
+        assert metrics[("descent_jobs", (("status", "queued"),))] == 2
         assert metrics[("descent_jobs", (("status", "running"),))] == 1
         assert metrics[("descent_jobs", (("status", "cancelled"),))] == 1
         assert metrics[("descent_queue_depth", ())] == 3  # no real worker consumes here
+        assert metrics[("descent_jobs_waiting", ())] == 1
         assert metrics[("descent_workers_online", ())] == 0
 
 
