@@ -55,7 +55,7 @@ def make_tenant(env: dict[str, str], name: str, **quotas: int | float) -> str:
     )
     tenants = TenantStore.from_settings(settings)
     try:
-        _, api_key, _ = tenants.create_tenant(name, QuotaChanges(**quotas))
+        _, api_key, _ = tenants.create_tenant(name, QuotaChanges.model_validate(quotas))
     finally:
         tenants.close()
     return api_key
