@@ -292,3 +292,35 @@ def test_the_admin_cli_makes_tenants_and_keys(
     assert admin.main(["create-tenant", "dave"]) == 1
     assert "already exists" in capsys.readouterr().err
     assert admin.main(["create-key", "nobody"]) == 1
+
+
+def test_a_submission_costs_the_same_round_trips_whatever_the_backlog(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.connection
+
+    client = make_client(quota_max_active_jobs=1000, quota_submissions_per_minute=1000)
+    sent = 0
+    original = redis.connection.Connection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        nonlocal sent
+        sent += 1
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+
+    def round_trips() -> int:
+        nonlocal sent
+        sent = 0
+        assert client.post("/v1/jobs", json=SPIRAL).status_code == 202
+        return sent
+
+    round_trips()  # the first one also loads the scripts and opens the connection
+    first = round_trips()
+    for _ in range(300):  # a long waiting line: 2 jobs sent, the rest wait
+        client.post("/v1/jobs", json=SPIRAL)
+    assert client.get("/v1/me").json()["usage"]["waiting_jobs"] >= 299
+    later = round_trips()
+
+    assert first == later == 2  # the key's check, then the job with its quotas and dispatch
