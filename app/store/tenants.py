@@ -50,7 +50,8 @@ def _whole(value: Any) -> Any:
     return value
 
 
-Count = Annotated[int, BeforeValidator(_whole)]
+MAX_QUOTA = 2**53  # every count stays exact through Redis's strings and Lua's doubles
+Count = Annotated[int, BeforeValidator(_whole), Field(le=MAX_QUOTA)]
 
 
 class QuotaChanges(BaseModel):
@@ -65,7 +66,7 @@ class QuotaChanges(BaseModel):
         None, ge=0, description=QUOTAS["submissions_per_minute"]
     )
     max_job_seconds: float | None = Field(
-        None, gt=0, allow_inf_nan=False, description=QUOTAS["max_job_seconds"]
+        None, gt=0, le=MAX_QUOTA, allow_inf_nan=False, description=QUOTAS["max_job_seconds"]
     )
     max_dataset_bytes: Count | None = Field(None, ge=0, description=QUOTAS["max_dataset_bytes"])
     max_sweep_trials: Count | None = Field(None, ge=1, description=QUOTAS["max_sweep_trials"])
