@@ -28,6 +28,7 @@ from scripts.stack import (
     Api,
     RedisServer,
     Worker,
+    make_tenant,
     stack_env,
     start_api,
     start_redis,
@@ -45,7 +46,22 @@ QUEUED_TIMEOUT = 30.0  # an idle worker picks a job up in ms: longer means it wa
 DEFAULTED = ("DESCENT_LEASE_SECONDS", "DESCENT_HEARTBEAT_SECONDS",
              "DESCENT_REAPER_INTERVAL_SECONDS", "DESCENT_WORKER_CONCURRENCY")
 
+# The benchmark's one tenant: quotas that never hold a job back (every job is sent to the
+# workers when submitted, as the measurements assume) nor refuse a burst of submissions.
+TENANT_QUOTAS = {"max_running_jobs": 64, "submissions_per_minute": 100_000,
+                 "max_active_jobs": 100_000}
+
 Row = tuple[str, str, str, str]  # measure, value, target, verdict
+
+
+def bearer(api_key: str) -> dict[str, str]:
+    """The headers of a request that speaks for the key's tenant."""
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+def make_bench_tenant(env: dict[str, str], name: str = "bench") -> str:
+    """A tenant with TENANT_QUOTAS on the stack of `env`; its API key."""
+    return make_tenant(env, name, **TENANT_QUOTAS)
 
 
 @dataclass(frozen=True)
@@ -91,7 +107,8 @@ def job_spec(dataset: str, epochs: int, **extra: Any) -> dict[str, Any]:
 
 class Stack:
     """A private redis-server, the API (uvicorn, 1 process), at most one Celery worker,
-    an httpx client, and the store's two roles for in-process work."""
+    a tenant (TENANT_QUOTAS) and an httpx client with its key, and the store's two roles
+    for in-process work."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -102,9 +119,12 @@ class Stack:
         self.concurrency = 0
         self.logs: list[Path] = []
         self.env: dict[str, str] = {}
+        self.api_key = ""
+        self.tenant_id = ""  # the owner of every job of the benchmark
         self._http: httpx.Client | None = None
         self._store: JobStore | None = None
         self._holder: LeaseHolder | None = None
+        self._local: tuple[JobStore, LeaseHolder] | None = None
         self._settings: Settings | None = None
 
     # -- parts, once started
@@ -123,6 +143,12 @@ class Stack:
     def holder(self) -> LeaseHolder:
         assert self._holder is not None, "the stack is not started"
         return self._holder
+
+    @property
+    def local_holder(self) -> LeaseHolder:
+        """The worker's role for the jobs this process runs itself (create_local_job)."""
+        assert self._local is not None, "the stack is not started"
+        return self._local[1]
 
     @property
     def settings(self) -> Settings:
@@ -144,9 +170,20 @@ class Stack:
         self._settings = Settings(redis_url=self.redis.url, key_prefix=self.prefix)
         self._store = JobStore.from_settings(self._settings)
         self._holder = LeaseHolder.from_settings(self._settings)
+        # Jobs this process runs itself live under a key prefix of their own, whose broker
+        # queue no worker reads: store.create_job sends a job's message in the same step,
+        # and a worker must neither run those jobs nor wait on their leases.
+        local = self._settings.model_copy(update={"key_prefix": f"{self.prefix}-local"})
+        self._local = (JobStore.from_settings(local, self._store.client),
+                       LeaseHolder.from_settings(local, self._store.client))
+        self.api_key = make_bench_tenant(self.env)
         self.api = start_api(self.env, log=self._log("api.log"))
-        self._http = httpx.Client(base_url=self.api.url, timeout=30, trust_env=False)
+        self._http = httpx.Client(base_url=self.api.url, timeout=30, trust_env=False,
+                                  headers=bearer(self.api_key))
         wait_for(self._healthy, START_TIMEOUT, "the API to answer /healthz", watch=[self.api])
+        me = self.http.get("/v1/me")
+        me.raise_for_status()
+        self.tenant_id = me.json()["tenant"]["id"]
 
     def _log(self, name: str) -> Path:
         path = self.workdir / name
@@ -227,6 +264,16 @@ class Stack:
     def _stop_redis(self) -> None:
         if self.redis is not None:
             self.redis.stop()
+
+    def create_local_job(self, spec: dict[str, Any], name: str | None = None) -> str:
+        """A queued job for this process to run (JobRunner on local_holder), not for the
+        workers: its message, which nobody reads, is dropped at once. Its id."""
+        assert self._local is not None, "the stack is not started"
+        store = self._local[0]
+        job, _ = store.create_job(spec, tenant=self.tenant_id, name=name)
+        store.client.delete(store.keys.queue)
+        job_id: str = job["id"]
+        return job_id
 
     # -- jobs over HTTP
 

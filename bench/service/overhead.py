@@ -24,9 +24,9 @@ def job_config(epochs: int) -> TrainConfig:
 def run_in_process(stack: Stack, spec: dict[str, Any]) -> float:
     """The worker's own code path (JobRunner: lease, store writes, checkpoints) without
     Celery, in this process: its wall seconds."""
-    job, _ = stack.store.create_job(JobSpec.model_validate(spec).stored_spec(), name=None)
+    job_id = stack.create_local_job(JobSpec.model_validate(spec).stored_spec())
     started = time.perf_counter()
-    outcome = JobRunner(stack.holder, stack.settings, job["id"]).run()
+    outcome = JobRunner(stack.local_holder, stack.settings, job_id).run()
     seconds = time.perf_counter() - started
     if outcome != "succeeded":
         raise RuntimeError(f"in-process JobRunner: {outcome}")

@@ -20,8 +20,9 @@ from typing import Any
 import httpx
 import numpy as np
 
+from app.store.keys import queue_key
 from app.store.leases import LeaseHolder
-from bench.service.harness import Plan, Row, Stack, job_spec
+from bench.service.harness import Plan, Row, Stack, bearer, job_spec
 from bench.service.load import process_cpu
 from bench.service.log import log
 from bench.service.stats import pct
@@ -70,6 +71,14 @@ class CurveWriter(threading.Thread):
             self.append(1000)
 
 
+def drop_messages(stack: Stack, job_id: str) -> None:
+    """Take the job's messages out of the broker queue (no worker is reading it)."""
+    client, key = stack.store.client, queue_key(stack.prefix)
+    for message in client.lrange(key, 0, -1):
+        if job_id.encode() in message:
+            client.lrem(key, 0, message)
+
+
 def fake_losses(rng: np.random.Generator, first: int, n: int) -> np.ndarray:
     steps = np.arange(first, first + n, dtype=np.float64)
     return (2.3 * np.exp(-steps / 20_000) + 0.2 + 0.05 * rng.standard_normal(n)).astype(
@@ -77,10 +86,11 @@ def fake_losses(rng: np.random.Generator, first: int, n: int) -> np.ndarray:
 
 
 async def _pollers(
-    base_url: str, path: str, pollers: int, seconds: float, period: float = 0.0
+    base_url: str, api_key: str, path: str, pollers: int, seconds: float, period: float = 0.0
 ) -> PollStats:
-    """`pollers` clients polling since=0, then since=next: as fast as they are answered
-    (period 0), or each once per `period` seconds from a random phase."""
+    """`pollers` clients (with the tenant's `api_key`) polling since=0, then since=next:
+    as fast as they are answered (period 0), or each once per `period` seconds from a
+    random phase."""
     stats = PollStats()
     loop = asyncio.get_running_loop()
     rng = np.random.default_rng(2)
@@ -88,7 +98,8 @@ async def _pollers(
     # Made before the clock starts: each client builds an SSL context (tens of ms of CPU,
     # unused over plain HTTP; verify=False skips loading the CA bundle).
     clients = [httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30,
-                                 trust_env=False, verify=False) for _ in range(pollers)]
+                                 trust_env=False, verify=False, headers=bearer(api_key))
+               for _ in range(pollers)]
     deadline = loop.time() + seconds
 
     async def poller(phase: float, client: httpx.AsyncClient) -> None:
@@ -127,8 +138,14 @@ def measure(stack: Stack, plan: Plan) -> dict[str, Any]:
     log(f"4. curve polling: {plan.pollers} pollers, {plan.poll_seconds:g} s back to back, "
         f"then {plan.poll_seconds:g} s at 1 poll/s each")
     store, holder = stack.store, stack.holder
-    job, _ = store.create_job(job_spec("fashion-mnist", 1), tenant=TENANT, name="bench curve")
+    # This process plays the job's worker: no worker may take the job's message (store.
+    # create_job sends it), so none runs (in a whole run, scaling has stopped it already),
+    # and the message is dropped.
+    stack.stop_worker()
+    tenant = stack.tenant_id
+    job, _ = store.create_job(job_spec("fashion-mnist", 1), tenant=tenant, name="bench curve")
     job_id, token = job["id"], uuid.uuid4().hex
+    drop_messages(stack, job_id)
     if not holder.acquire_lease(job_id, token, 3600) or holder.start_attempt(job_id, token) != 1:
         raise RuntimeError(f"could not start the simulated job {job_id}")
     writer = CurveWriter(holder, job_id, token, 1)
@@ -148,17 +165,18 @@ def measure(stack: Stack, plan: Plan) -> dict[str, Any]:
     base_url = str(stack.http.base_url)
     writer.start()
     try:
-        stats = asyncio.run(_pollers(base_url, path, plan.pollers, plan.poll_seconds))
+        stats = asyncio.run(_pollers(base_url, stack.api_key, path, plan.pollers,
+                                     plan.poll_seconds))
         wall = time.monotonic() - wall_before
         cores = {name: (process_cpu(pid) - cpu_before[name]) / wall
                  for name, pid in pids.items()}
         cores["bench client+writer"] = (time.process_time() - own_before) / wall
-        paced = asyncio.run(_pollers(base_url, path, plan.pollers, plan.poll_seconds,
-                                     period=PACED_PERIOD))
+        paced = asyncio.run(_pollers(base_url, stack.api_key, path, plan.pollers,
+                                     plan.poll_seconds, period=PACED_PERIOD))
     finally:
         writer.stop_event.set()
         writer.join(timeout=5)
-    total = store.read_curve(job_id, since=0, max_points=1)
+    total = store.read_curve(job_id, tenant=tenant, since=0, max_points=1)
     holder.finish(job_id, "succeeded", token=token)
     requests = len(stats.latencies)
     result = {

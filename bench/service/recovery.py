@@ -13,7 +13,7 @@ import numpy as np
 from app.settings import Settings
 from bench.service.harness import QUEUED_TIMEOUT, TERMINAL, Plan, Row, Stack
 from bench.service.log import log
-from bench.service.stats import median, verdict
+from bench.service.stats import median, parse_time, verdict
 
 # Minutes long, so that it still runs when the measurement ends (it is cancelled then);
 # its epochs take well under the 0.25 s progress flush, so progress moves every flush.
@@ -22,7 +22,7 @@ TARGET = 10.0  # seconds from the kill to progress moving again
 TIMEOUT = 60.0
 POLL = 0.02
 # What the new worker logs about the killed one's job: the recovery working, not trouble.
-EXPECTED_LOG_LINES = ("its worker is gone; re-queueing it",)
+EXPECTED_LOG_LINES = ("its worker is gone; re-queue",)
 
 
 def wait_progressing(stack: Stack, job_id: str, seconds: float) -> dict[str, Any]:
@@ -74,14 +74,26 @@ def recover_once(stack: Stack, rng: np.random.Generator) -> dict[str, Any]:
     return {**marks, "frozen": iteration}
 
 
+def queued_at(stack: Stack, job_id: str) -> float | None:
+    """When (unix time) the job last entered the queue: the store's stamp of the step that
+    sent its message (not part of the public job)."""
+    stamp = stack.store.client.hget(stack.store.keys.job(job_id).job, "queued_at")
+    return parse_time(stamp.decode()) if stamp else None
+
+
 def follow(
     stack: Stack, job_id: str, killed: float, attempts: int, iteration: int
 ) -> dict[str, float]:
     """Poll the job and the new worker from the kill on: when (s after `killed`) the
     worker came online, the job was seen queued again, a new attempt running, its
-    progress moving (progress.iteration no longer the killed attempt's) and moving on."""
+    progress moving (progress.iteration no longer the killed attempt's) and moving on.
+
+    The reaper re-queues the job and sends its message in one step, and the idle new
+    worker takes it within milliseconds: a poll may never see it queued. Then its
+    re-queueing is the store's stamp of that step."""
     registry = stack.registry()
     marks: dict[str, float] = {}
+    killed_wall = time.time() - (time.monotonic() - killed)  # for the store's stamps
     while time.monotonic() < killed + TIMEOUT:
         now = time.monotonic() - killed
         if "online" not in marks and stack.worker_online(registry):
@@ -93,6 +105,9 @@ def follow(
             marks.setdefault("requeued", now)
         if job["attempts"] > attempts and job["status"] == "running":
             marks.setdefault("restarted", now)
+            stamp = queued_at(stack, job_id) if "requeued" not in marks else None
+            if stamp is not None and stamp > killed_wall:
+                marks["requeued"] = stamp - killed_wall
             current = job["progress"]["iteration"]
             if "moving" not in marks and current != iteration:
                 marks["moving"], marks["resumed"] = now, current

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from bench.service.harness import TERMINAL, Plan, Row
+from bench.service.harness import TERMINAL, Plan, Row, bearer, make_bench_tenant
 from bench.service.log import log
 from bench.service.stats import median
 from scripts.stack import RedisServer, stack_env, start_api, start_redis, start_worker
@@ -58,7 +58,11 @@ def crash_once(workdir: Path, aof: bool) -> dict[str, Any]:
     try:
         worker.wait_online(60)
         api.wait_ready(60, watch=[worker])
-        with httpx.Client(base_url=api.url, timeout=10, trust_env=False) as client:
+        # All six jobs are sent to the worker at once: five messages wait in the broker
+        # queue behind the running job's (the tenant's max_running_jobs holds none back).
+        headers = bearer(make_bench_tenant(env))
+        with httpx.Client(base_url=api.url, timeout=10, trust_env=False,
+                          headers=headers) as client:
             running = client.post("/v1/jobs", json=SPEC).json()["id"]
             queued = [client.post("/v1/jobs", json={**SPEC, "seed": seed}).json()["id"]
                       for seed in range(1, QUEUED + 1)]

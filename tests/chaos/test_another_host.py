@@ -45,7 +45,7 @@ import redis
 from app.store.keys import KeyLayout
 from app.store.leases import LeaseHolder
 from app.store.registry import WorkerRegistry
-from scripts.stack import Child, StackError, redis_server_binary, stack_env
+from scripts.stack import Child, StackError, make_tenant, redis_server_binary, stack_env
 from scripts.stack.services import ASGI_APP, CELERY_APP, GRACEFUL_SECONDS
 from tests.e2e.conftest import FAST, wait_for
 from trainer import Checkpoint
@@ -353,9 +353,13 @@ def test_a_worker_cut_off_mid_job_loses_it_to_another_host_and_cannot_touch_it_a
             workers[name] = start_worker_host(host, env, tmp_path)
             stack.enter_context(running(workers[name][0], timeout=15))
         children = [redis_host, api_process, *(worker for worker, _ in workers.values())]
+        # A tenant for the test's jobs, made through the test's own socket to Redis.
+        api_key = make_tenant({"REDIS_URL": f"unix://{sockets / 'redis.sock'}",
+                               "DESCENT_KEY_PREFIX": prefix}, "another-host")
         transport = httpx.HTTPTransport(uds=str(sockets / "api.sock"))
-        api = stack.enter_context(httpx.Client(transport=transport, base_url="http://api",
-                                               timeout=30, trust_env=False))
+        api = stack.enter_context(httpx.Client(
+            transport=transport, base_url="http://api", timeout=30, trust_env=False,
+            headers={"Authorization": f"Bearer {api_key}"}))
         cluster = Cluster(prefix, client, api)
         for name, (_, node) in workers.items():
             watch(children, lambda node=node: cluster.online(node), 60,

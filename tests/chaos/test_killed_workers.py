@@ -181,8 +181,10 @@ def test_three_pool_process_kills_among_four_jobs_change_no_result(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     rng = random.Random(RANDOM_SEED)
-    with running_service(redis_server, tmp_path, DESCENT_WORKER_CONCURRENCY="2",
-                         **SETTINGS) as service:
+    # All four jobs sent to the workers at once (the default max_running_jobs, 2, would
+    # keep two of them waiting, with no message, until one ends).
+    with running_service(redis_server, tmp_path, quotas={"max_running_jobs": len(SPECS)},
+                         DESCENT_WORKER_CONCURRENCY="2", **SETTINGS) as service:
         job_ids = [service.submit(**spec)["id"] for spec in SPECS]
         kills, log = kill_busy_pool_processes(service, job_ids, KILLS, rng)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,15 @@ import pytest
 
 from app.settings import Settings
 from app.store.jobs import JobStore
-from scripts.stack import Api, RedisServer, Worker, stack_env, start_api, start_worker
+from scripts.stack import (
+    Api,
+    RedisServer,
+    Worker,
+    make_tenant,
+    stack_env,
+    start_api,
+    start_worker,
+)
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 # A private database number: tests/app enqueue into db 0 of the same server, and these
@@ -30,6 +38,9 @@ FAST = {
     "DESCENT_QUEUED_REQUEUE_SECONDS": "1",
     "DESCENT_PROGRESS_FLUSH_SECONDS": "0.05",
 }
+# The session's service: a queued job whose message is gone gets a new one after this long.
+QUEUED_REQUEUE_SECONDS = 6
+TENANT_NAME = "e2e"  # the tenant every service makes for its client (one per key prefix)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -44,13 +55,20 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.02)
 
 
+def bearer(api_key: str) -> dict[str, str]:
+    """The headers that make a request speak for the key's tenant."""
+    return {"Authorization": f"Bearer {api_key}"}
+
+
 @dataclass
 class Service:
     settings: Settings
-    client: httpx.Client  # speaks to the API process
+    client: httpx.Client  # speaks to the API process, with the tenant's key
     store: JobStore
     worker: Worker
     api: Api
+    env: dict[str, str]  # the children's environment (REDIS_URL, the DESCENT_* settings)
+    tenant_id: str  # the tenant whose key `client` sends: the owner of the jobs it submits
 
     @property
     def log(self) -> Path | None:
@@ -89,10 +107,15 @@ class Service:
 
 @contextlib.contextmanager
 def running_service(
-    redis_server: RedisServer, logs: Path, **settings: str
+    redis_server: RedisServer,
+    logs: Path,
+    *,
+    quotas: Mapping[str, int | float] | None = None,
+    **settings: str,
 ) -> Iterator[Service]:
     """A worker and the API on their own key prefix, with FAST leases and `settings`
-    (DESCENT_* variables) on top; both stopped on the way out."""
+    (DESCENT_* variables) on top, and a tenant (TENANT_NAME, with `quotas` of its own)
+    whose key the client sends; both stopped on the way out."""
     prefix = f"e2e-{uuid.uuid4().hex}"
     redis_url = redis_server.url_for(E2E_DB)
     variables = {**FAST, "DESCENT_KEY_PREFIX": prefix, **settings}
@@ -109,8 +132,13 @@ def running_service(
             reaper_interval_seconds=1,
         )
         store = JobStore.from_settings(service_settings)
-        with httpx.Client(base_url=api.url, timeout=30, trust_env=False) as client:
-            yield Service(service_settings, client, store, worker, api)
+        api_key = make_tenant(env, TENANT_NAME, **(quotas or {}))
+        with httpx.Client(base_url=api.url, timeout=30, trust_env=False,
+                          headers=bearer(api_key)) as client:
+            me = client.get("/v1/me")
+            assert me.status_code == 200, me.text
+            tenant_id = me.json()["tenant"]["id"]
+            yield Service(service_settings, client, store, worker, api, env, tenant_id)
         store.close()
     finally:
         if api is not None:
@@ -122,5 +150,10 @@ def running_service(
 def service(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
-    with running_service(redis_server, tmp_path_factory.mktemp("service")) as running:
+    # A worker that gets the message of a job whose lease another holds waits that long
+    # for the lease to lapse (worker.runner's _take_lease: lease + heartbeat, 3.5 s here);
+    # the reaper re-sends a queued job's message only after a longer time, so that the
+    # tests of lost messages see a message dropped before its job gets another one.
+    with running_service(redis_server, tmp_path_factory.mktemp("service"),
+                         DESCENT_QUEUED_REQUEUE_SECONDS=str(QUEUED_REQUEUE_SECONDS)) as running:
         yield running

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import uuid
+from typing import Any
+from unittest import mock
 
 import numpy as np
 
 from app.store.leases import LeaseHolder
-from tests.e2e.conftest import Service, wait_for
+from app.store.queue import queue_key
+from tests.e2e.conftest import QUEUED_REQUEUE_SECONDS, Service, wait_for
 from trainer import model_from_bytes
 
 SMALL = {"dataset": "spiral", "hidden_sizes": [16], "activation": "relu",
@@ -57,7 +61,8 @@ def test_a_job_runs_its_curve_grows_and_it_ends_with_test_metrics(service: Servi
     assert body["test"]["n"] == 180
     assert np.array(body["test"]["confusion_matrix"]).sum() == 180
     assert set(body["overfitting"]) >= {"gap", "flagged"}
-    weights = service.store.load_weights(job_id)  # kept by the worker beside the metrics
+    # Kept by the worker beside the metrics.
+    weights = service.store.load_weights(job_id, tenant=service.tenant_id)
     assert weights is not None
     model = model_from_bytes(weights)
     assert [p.shape for p in model.params] == [(2, 512), (512,), (512, 512), (512,), (512, 3),
@@ -143,28 +148,86 @@ def test_killing_the_pool_process_mid_job_resumes_without_duplicates(service: Se
 ORPHAN_SPEC = {**SMALL, "loss": "cross_entropy", "gradient": "backprop", "dtype": None,
                "momentum": 0.0, "validation_fraction": 0.1, "early_stopping_patience": None,
                "weight_init_std": None, "seed": 0}
+VANISHED = "0" * 32  # the lease token of a worker that died without a trace
+# Longer than any test waits: the vanished worker's lease lapses when the test says so.
+VANISHED_LEASE_MS = 120_000
+
+
+def create_held_job(service: Service, spec: dict[str, Any], name: str) -> str:
+    """Store a job (as the API does, through the store) whose lease VANISHED holds from
+    before its message is sent: its id is chosen first and the lease taken on it, so that
+    the worker that gets the message cannot take the lease before the test's holder."""
+    store = service.store
+    job_id = uuid.uuid4().hex
+    assert store.client.set(store.keys.job(job_id).lease, VANISHED, px=VANISHED_LEASE_MS)
+    with mock.patch("app.store.jobs.uuid.uuid4", return_value=uuid.UUID(job_id)):
+        job, created = store.create_job(spec, tenant=service.tenant_id, name=name)
+    assert created and job["id"] == job_id
+    return job_id
+
+
+def wait_dropped(service: Service, job_id: str) -> None:
+    """Until the worker that got the job's message gave it up: it waits out a held lease
+    for lease + heartbeat seconds (a dead holder's lapses), then drops the message (acked,
+    not requeued) with this line in its log (worker.runner, worker.tasks)."""
+    line = f"job {job_id}: another worker holds the lease"
+    assert service.log is not None
+    wait_for(lambda: line in service.log.read_text(errors="replace"), 30,
+             "the worker to drop the message of a job whose lease is held")
+
+
+def dispatches(service: Service, job_id: str) -> int:
+    """How many times the store has pushed the job's message onto the broker queue."""
+    raw = service.store.client.hget(service.store.keys.job(job_id).job, "dispatches")
+    return int(raw or 0)
+
+
+def lapse(service: Service, job_id: str) -> None:
+    """The vanished worker's lease runs out now (nobody renews it)."""
+    assert service.store.client.pexpire(service.store.keys.job(job_id).lease, 1)
 
 
 def test_the_reaper_requeues_a_running_job_whose_worker_vanished(service: Service) -> None:
-    store = service.store
-    job, _ = store.create_job(ORPHAN_SPEC, tenant=TENANT, name="orphan")
-    # A worker took it and died without a trace: no message will ever come back.
-    vanished = LeaseHolder(store.client, prefix=service.settings.key_prefix)
-    assert vanished.acquire_lease(job["id"], "0" * 32, ttl_seconds=0.2)
-    assert vanished.start_attempt(job["id"], "0" * 32) == 1
-    done = service.wait_status(job["id"], ("succeeded", "failed"), timeout=60)
+    job_id = create_held_job(service, ORPHAN_SPEC, "orphan")
+    # A worker took the job and died without a trace, its lease not yet lapsed.
+    vanished = LeaseHolder(service.store.client, prefix=service.settings.key_prefix)
+    assert vanished.start_attempt(job_id, VANISHED) == 1
+    # The real worker that got the job's message found the lease held and dropped it: no
+    # message of the job is left anywhere.
+    wait_dropped(service, job_id)
+    job = service.job(job_id)
+    assert (job["status"], job["attempts"], dispatches(service, job_id)) == ("running", 1, 1)
+
+    # The lease lapses: the reaper re-queues the job with a new message, and a new attempt
+    # runs it to the end.
+    lapse(service, job_id)
+    done = service.wait_status(job_id, ("succeeded", "failed"), timeout=60)
     assert done["status"] == "succeeded", done["error"]
     assert done["attempts"] == 2
+    assert dispatches(service, job_id) == 2
 
 
 def test_the_reaper_sends_a_new_message_for_a_queued_job_that_lost_its_own(
     service: Service,
 ) -> None:
-    # Stored but never enqueued: the API died between the two steps.
-    job, _ = service.store.create_job({**ORPHAN_SPEC, "seed": 1}, tenant=TENANT, name="never enqueued")
-    done = service.wait_status(job["id"], ("succeeded", "failed"), timeout=60)
+    # The job's only message is consumed and dropped while it is still queued: its lease
+    # is held (by a worker that never started it), so the worker that got the message
+    # gives it up after waiting for the lease.
+    job_id = create_held_job(service, {**ORPHAN_SPEC, "seed": 1}, "lost message")
+    wait_dropped(service, job_id)
+    job = service.job(job_id)
+    assert (job["status"], job["attempts"], dispatches(service, job_id)) == ("queued", 0, 1)
+    lapse(service, job_id)
+
+    # Queued for DESCENT_QUEUED_REQUEUE_SECONDS with an empty broker queue: the reaper
+    # sends the job a new message, and the job runs once.
+    assert service.store.client.llen(queue_key(service.settings.key_prefix)) == 0
+    wait_for(lambda: dispatches(service, job_id) == 2, QUEUED_REQUEUE_SECONDS + 30,
+             "the reaper to send the job a new message")
+    done = service.wait_status(job_id, ("succeeded", "failed"), timeout=60)
     assert done["status"] == "succeeded", done["error"]
     assert done["attempts"] == 1
+    assert dispatches(service, job_id) == 2
 
 
 def test_metrics_show_the_worker_and_the_iterations_it_trained(service: Service) -> None:
