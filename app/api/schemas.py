@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, field_validator
 
 from app.store.keys import Status
-from app.store.tenants import QuotaChanges
+from app.store.tenants import TENANT_NAME_PATTERN, TENANT_NAME_RULE, QuotaChanges
 from trainer.config import (
     MAX_EPOCHS,
     MAX_HIDDEN_LAYERS,
@@ -317,7 +317,7 @@ class TenantList(BaseModel):
 class NewTenant(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Text = Field(description="1 to 64 letters, digits, '.', '_' or '-'.")
+    name: Text = Field(pattern=TENANT_NAME_PATTERN, description=TENANT_NAME_RULE)
     quotas: QuotaChanges | None = None
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from app.store.curve import json_safe
+from app.store.tenants import TENANT_NAME_PATTERN, TENANT_NAME_RULE
 
 MAX_SHOWN = 120  # characters of a value echoed back in a message
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -65,6 +66,7 @@ def _bound(ctx: dict[str, Any]) -> str:
 PATTERN_WORDS = {
     r"^[\x21-\x7e]+$": "visible ASCII characters (no spaces)",
     r"^[1-9][0-9]{0,17}$": "the next_cursor of an earlier page",
+    TENANT_NAME_PATTERN: TENANT_NAME_RULE,
 }
 
 

@@ -455,7 +455,7 @@ return 1
 # KEYS: tenant, key ids, key record, the tenant's keys. ARGV: tenant id, KEY_ARGS.
 # 1 if made, 0 for an unknown tenant.
 ADD_KEY = _KEY_RECORD + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return 0 end
 add_key(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], KEYS[3], KEYS[2], KEYS[4])
 return 1
 """
@@ -472,11 +472,24 @@ if tenant then redis.call('SREM', ARGV[2] .. ':tenant:' .. tenant .. ':keys', AR
 return 1
 """
 
+# KEYS: the tenant. ARGV: field/value pairs; an empty value deletes the field. 1 if set,
+# 0 for an unknown tenant (nothing is written).
+SET_QUOTAS = """
+if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return 0 end
+for i = 1, #ARGV, 2 do
+  if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i])
+  else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 1
+"""
+
 # KEYS: the key's record. ARGV: the key prefix. {record fields, tenant fields} (empty when
 # the key is unknown): one round trip per request.
 AUTHENTICATE = """
 local record = redis.call('HGETALL', KEYS[1])
 if #record == 0 then return {{}, {}} end
 local tenant = redis.call('HGET', KEYS[1], 'tenant')
-return {record, redis.call('HGETALL', ARGV[1] .. ':tenant:' .. tenant)}
+local fields = redis.call('HGETALL', ARGV[1] .. ':tenant:' .. tenant)
+if redis.call('HEXISTS', ARGV[1] .. ':tenant:' .. tenant, 'id') == 0 then return {{}, {}} end
+return {record, fields}
 """

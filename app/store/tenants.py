@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 KEY_PREFIX = "dsk_"
 KEY_BYTES = 32  # 256 bits of secrets.token_urlsafe
 DISPLAY_CHARS = 8  # "dsk_" and the first 4 characters of the random part
-TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+TENANT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+TENANT_NAME = re.compile(TENANT_NAME_PATTERN)
 TENANT_NAME_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 # Each quota and what the service does over it (DESIGN.md's table).
@@ -109,7 +110,7 @@ def key_digest(api_key: str) -> str:
 
 
 def check_tenant_name(name: str) -> str:
-    if not isinstance(name, str) or TENANT_NAME.fullmatch(name) is None:
+    if not isinstance(name, str) or TENANT_NAME.search(name) is None:
         raise ValueError(f"a tenant's name is {TENANT_NAME_RULE}, got {name!r}")
     return name
 
@@ -156,6 +157,7 @@ class TenantStore(StoreBase):
         self._add_key = self._script(lua.ADD_KEY)
         self._revoke = self._script(lua.REVOKE_KEY)
         self._auth = self._script(lua.AUTHENTICATE)
+        self._set_quotas = self._script(lua.SET_QUOTAS)
 
     def _new_key_args(self) -> tuple[str, list[str]]:
         api_key = new_api_key()
@@ -217,8 +219,8 @@ class TenantStore(StoreBase):
         return Principal(Tenant.from_hash(tenant_fields), fields["key_id"])
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
-        raw = self._redis.hgetall(self.keys.tenant(tenant_id))
-        return Tenant.from_hash(decode_hash(raw)) if raw else None
+        fields = decode_hash(self._redis.hgetall(self.keys.tenant(tenant_id)))
+        return Tenant.from_hash(fields) if "id" in fields else None
 
     def find_tenant(self, id_or_name: str) -> Tenant | None:
         """A tenant by its id or its name."""
@@ -251,15 +253,9 @@ class TenantStore(StoreBase):
         """Set the tenant's own quotas (None: back to the default); a raised
         max_running_jobs sends waiting jobs at once. Raises TenantNotFound."""
         changes = quotas.changes()
-        key = self.keys.tenant(tenant_id)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.exists(key)
-        for name, value in changes.items():
-            if value is None:
-                pipe.hdel(key, QUOTA_FIELD + name)
-            else:
-                pipe.hset(key, QUOTA_FIELD + name, value)
-        if not pipe.execute()[0]:
+        pairs = [item for name, value in changes.items()
+                 for item in (QUOTA_FIELD + name, "" if value is None else value)]
+        if not self._set_quotas(keys=[self.keys.tenant(tenant_id)], args=pairs):
             raise TenantNotFound(tenant_id)
         if "max_running_jobs" in changes:
             self.dispatch_waiting(tenant_id)

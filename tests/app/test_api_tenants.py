@@ -117,7 +117,7 @@ def test_tenant_names_are_unique_and_checked(client: TestClient) -> None:
                             "quotas": {"max_running_jobs": 0}}, headers=ADMIN)
 
     assert taken.status_code == 409 and "bob" in taken.json()["detail"]
-    assert bad.status_code == 422 and "'bob smith'" in bad.json()["detail"][0]["msg"]
+    assert bad.status_code == 422 and '"bob smith"' in bad.json()["detail"][0]["msg"]
     assert bad_quota.status_code == 422
     assert bad_quota.json()["detail"][0]["loc"][-1] == "max_running_jobs"
 
@@ -324,3 +324,16 @@ def test_a_submission_costs_the_same_round_trips_whatever_the_backlog(
     later = round_trips()
 
     assert first == later == 2  # the key's check, then the job with its quotas and dispatch
+
+
+def test_an_unknown_tenant_stays_unknown_whatever_the_operator_tries(
+    client: TestClient, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    path = "/v1/admin/tenants/tnt_nosuchtenant"
+
+    for _ in range(2):
+        patched = client.patch(path, json={"quotas": {"max_active_jobs": 5}}, headers=ADMIN)
+        assert patched.status_code == 404
+    assert client.get(path, headers=ADMIN).status_code == 404
+    assert client.post(f"{path}/keys", headers=ADMIN).status_code == 404
+    assert redis_client.exists(f"{key_prefix}:tenant:tnt_nosuchtenant") == 0

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 
 from app.api.auth import UNAUTHORIZED, operator
 from app.api.deps import DefaultQuotasDep, TenantsDep
-from app.api.errors import field_error, unprocessable
 from app.api.schemas import (
     ErrorDetail,
     KeyCreated,
@@ -20,8 +19,6 @@ from app.api.schemas import (
 )
 from app.api.schemas import Tenant as TenantOut
 from app.store.tenants import (
-    TENANT_NAME,
-    TENANT_NAME_RULE,
     Tenant,
     TenantExists,
     TenantNotFound,
@@ -62,9 +59,6 @@ def _no_tenant(tenant_id: str) -> HTTPException:
 )
 def create_tenant(body: NewTenant, tenants: TenantsDep, defaults: DefaultQuotasDep) -> Any:
     """A new tenant and its first API key, shown this once."""
-    if TENANT_NAME.fullmatch(body.name) is None:
-        message = f"name must be {TENANT_NAME_RULE}, got {body.name!r}"
-        return unprocessable([field_error("name", message, body.name)])
     try:
         tenant, api_key, key_id = tenants.create_tenant(body.name, body.quotas)
     except TenantExists as exc:
