@@ -13,7 +13,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.schemas import ErrorDetail
-from app.store.tenants import Principal, TenantStore
+from app.store.tenants import KeyCheck, Principal
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -43,11 +43,11 @@ def _presented(request: Request, credentials: HTTPAuthorizationCredentials | Non
     return credentials.credentials
 
 
-def tenant_of(request: Request, credentials: Credentials) -> Principal:
+async def tenant_of(request: Request, credentials: Credentials) -> Principal:
     """The tenant the request's key speaks for (a 401 otherwise)."""
     key = _presented(request, credentials)
-    tenants: TenantStore = request.app.state.tenants
-    principal = tenants.authenticate(key)
+    check: KeyCheck = request.app.state.key_check
+    principal = await check.authenticate(key)
     if principal is None:
         raise _refuse("unknown or revoked API key", "invalid_token")
     request.state.principal = principal

@@ -23,10 +23,10 @@ from app.api.errors import (
 from app.api.monitoring import HttpMetrics, StoreCollector
 from app.api.routes import admin, datasets, health, jobs, me, metrics
 from app.settings import Settings, get_settings
-from app.store.base import connect
+from app.store.base import connect, connect_async
 from app.store.jobs import JobStore
 from app.store.registry import WorkerRegistry
-from app.store.tenants import TenantStore
+from app.store.tenants import KeyCheck, TenantStore
 
 
 def package_version() -> str:
@@ -45,12 +45,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.store = JobStore.from_settings(settings, client)
         app.state.tenants = TenantStore.from_settings(settings, client)
+        app.state.key_check = KeyCheck(connect_async(settings), settings.key_prefix)
         app.state.registry = WorkerRegistry(client, settings.key_prefix)
         collector = StoreCollector(app.state.store, app.state.registry, settings)
         registry.register(collector)
         yield
         registry.unregister(collector)
         app.state.store.messages.close()
+        await app.state.key_check.close()
         client.close()
 
     # FastAPIOffline: /docs and /redoc serve Swagger UI and ReDoc from the installed

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
 import redis
+from redis.asyncio import Redis as AsyncRedis
 
 from app.settings import DEFAULT_JOB_TTL_SECONDS, DEFAULT_MAX_RUNNING_JOBS
 from app.store import lua
@@ -32,15 +33,23 @@ logger = logging.getLogger(__name__)
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
 
 
+# Bytes in and out, and bounded waits.
+CLIENT_OPTIONS: dict[str, Any] = {
+    "decode_responses": False,
+    "socket_connect_timeout": 5,
+    "socket_timeout": 30,
+    "health_check_interval": 30,
+}
+
+
 def connect(settings: Settings) -> redis.Redis:
-    """A Redis client for the job store (bytes in and out) with bounded waits."""
-    return redis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=False,
-        socket_connect_timeout=5,
-        socket_timeout=30,
-        health_check_interval=30,
-    )
+    """A Redis client for the job store."""
+    return redis.Redis.from_url(settings.redis_url, **CLIENT_OPTIONS)
+
+
+def connect_async(settings: Settings) -> AsyncRedis:
+    """An asyncio Redis client, for what the API awaits on its event loop."""
+    return AsyncRedis.from_url(settings.redis_url, **CLIENT_OPTIONS)
 
 
 class StoreBase:

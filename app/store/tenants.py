@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from redis.asyncio import Redis as AsyncRedis
 
 from app.store import lua
 from app.store.base import StoreBase
+from app.store.keys import KeyLayout
 from app.store.records import decode_hash, text
 
 if TYPE_CHECKING:
@@ -148,6 +150,46 @@ class Principal:
     key_id: str
 
 
+def plausible_digest(api_key: str) -> str | None:
+    """The digest to look a key up by; None for what cannot be a key of ours."""
+    if not api_key.startswith(KEY_PREFIX) or len(api_key) > 200:
+        return None
+    return key_digest(api_key)
+
+
+def principal_of(digest: str, found: list[Any]) -> Principal | None:
+    """The Principal from lua.AUTHENTICATE's answer ({key record, tenant}), after comparing
+    the record's digest with the presented key's in constant time."""
+    record, tenant = found
+    if not record or not tenant:
+        return None
+    fields = decode_hash(dict(zip(record[::2], record[1::2], strict=True)))
+    if not hmac.compare_digest(fields.get("digest", ""), digest):
+        return None
+    tenant_fields = decode_hash(dict(zip(tenant[::2], tenant[1::2], strict=True)))
+    return Principal(Tenant.from_hash(tenant_fields), fields["key_id"])
+
+
+class KeyCheck:
+    """The API's per-request key check, on an asyncio Redis client: the request's own
+    event loop awaits the one round trip, with no hop to a worker thread."""
+
+    def __init__(self, client: AsyncRedis, prefix: str) -> None:
+        self._client = client
+        self.keys = KeyLayout(prefix)
+        self._auth = client.register_script(lua.AUTHENTICATE)
+
+    async def authenticate(self, api_key: str) -> Principal | None:
+        digest = plausible_digest(api_key)
+        if digest is None:
+            return None
+        found = await self._auth(keys=[self.keys.api_key(digest)], args=[self.keys.prefix])
+        return principal_of(digest, found)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
 class TenantStore(StoreBase):
     """The operator's and the authenticator's view: tenants, keys, quotas, usage."""
 
@@ -206,17 +248,11 @@ class TenantStore(StoreBase):
     def authenticate(self, api_key: str) -> Principal | None:
         """The tenant a key speaks for, or None for an unknown or revoked key (one round
         trip: the key's record and its tenant's hash)."""
-        if not api_key.startswith(KEY_PREFIX) or len(api_key) > 200:
+        digest = plausible_digest(api_key)
+        if digest is None:
             return None
-        digest = key_digest(api_key)
-        record, tenant = self._auth(keys=[self.keys.api_key(digest)], args=[self.keys.prefix])
-        if not record or not tenant:
-            return None
-        fields = decode_hash(dict(zip(record[::2], record[1::2], strict=True)))
-        if not hmac.compare_digest(fields.get("digest", ""), digest):
-            return None
-        tenant_fields = decode_hash(dict(zip(tenant[::2], tenant[1::2], strict=True)))
-        return Principal(Tenant.from_hash(tenant_fields), fields["key_id"])
+        found = self._auth(keys=[self.keys.api_key(digest)], args=[self.keys.prefix])
+        return principal_of(digest, found)
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
         fields = decode_hash(self._redis.hgetall(self.keys.tenant(tenant_id)))

@@ -79,10 +79,12 @@ class Plan:
     poll_seconds: float
     quiet_wait: float  # how long to wait at the start for other processes to calm down
     recovery_rounds: int
+    auth_checks: int
+    burst_submissions: int
 
 
-NORMAL = Plan(10, 5, 20, 8, 2, (1, 2, 1, 2), (1, 2, 1, 2), 100, 10.0, 45.0, 3)
-QUICK = Plan(2, 2, 8, 4, 1, (1, 2), (1, 2), 100, 3.0, 6.0, 1)
+NORMAL = Plan(10, 5, 20, 8, 2, (1, 2, 1, 2), (1, 2, 1, 2), 100, 10.0, 45.0, 3, 3000, 500)
+QUICK = Plan(2, 2, 8, 4, 1, (1, 2), (1, 2), 100, 3.0, 6.0, 1, 500, 100)
 
 
 @dataclass(frozen=True)

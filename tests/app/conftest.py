@@ -48,12 +48,14 @@ def make_client(redis_url: str, key_prefix: str, api_key: str) -> Iterator[MakeC
     """
     with ExitStack() as stack:
 
-        def make(**overrides: Any) -> TestClient:
+        def make(*, raise_server_exceptions: bool = True, **overrides: Any) -> TestClient:
             values: dict[str, Any] = {
                 "redis_url": redis_url, "key_prefix": key_prefix, "admin_token": ADMIN_TOKEN,
             }
             settings = Settings(**{**values, **overrides})
-            client = stack.enter_context(TestClient(create_app(settings)))
+            client = stack.enter_context(TestClient(
+                create_app(settings), raise_server_exceptions=raise_server_exceptions
+            ))
             client.headers["Authorization"] = f"Bearer {api_key}"
             return client
 

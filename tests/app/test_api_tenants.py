@@ -297,18 +297,27 @@ def test_the_admin_cli_makes_tenants_and_keys(
 def test_a_submission_costs_the_same_round_trips_whatever_the_backlog(
     make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import redis.asyncio.connection
     import redis.connection
 
     client = make_client(quota_max_active_jobs=1000, quota_submissions_per_minute=1000)
     sent = 0
     original = redis.connection.Connection.send_packed_command
+    original_async = redis.asyncio.connection.Connection.send_packed_command
 
     def counting(self: Any, command: Any, check_health: bool = True) -> None:
         nonlocal sent
         sent += 1
         original(self, command, check_health)
 
+    async def counting_async(self: Any, command: Any, check_health: bool = True) -> None:
+        nonlocal sent
+        sent += 1
+        await original_async(self, command, check_health)
+
     monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+    monkeypatch.setattr(redis.asyncio.connection.Connection, "send_packed_command",
+                        counting_async)
 
     def round_trips() -> int:
         nonlocal sent
