@@ -55,7 +55,10 @@ def _quota_changes(pairs: Sequence[str]) -> QuotaChanges:
     try:
         return QuotaChanges.model_validate(changes)
     except ValidationError as exc:
-        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{e['loc'][0]}: {e['msg'].lower()}, got {json.dumps(e.get('input'))}"
+            for e in exc.errors()
+        )
         raise CommandError(f"invalid quotas: {problems}") from None
 
 
@@ -66,10 +69,15 @@ def _tenant(tenants: TenantStore, id_or_name: str) -> Tenant:
     return tenant
 
 
+def _plain(value: int | float) -> str:
+    return str(value) if isinstance(value, int) or not value.is_integer() else str(int(value))
+
+
 def _describe(tenant: Tenant, defaults: dict[str, Any], keys: list[dict[str, str]]) -> str:
     quotas = tenant.quotas(defaults)
     shown = ", ".join(
-        f"{name}={quotas[name]:g}{'*' if name in tenant.overrides else ''}" for name in QUOTAS
+        f"{name}={_plain(quotas[name])}{'*' if name in tenant.overrides else ''}"
+        for name in QUOTAS
     )
     key_list = ", ".join(f"{k['key_id']} ({k['prefix']}...)" for k in keys) or "no keys"
     return f"{tenant.id}  {tenant.name}  created {tenant.created_at}\n  quotas: {shown}\n" \
