@@ -50,11 +50,10 @@ async def tenant_of(request: Request, credentials: Credentials) -> Principal:
     principal = await check.authenticate(key)
     if principal is None:
         raise _refuse("unknown or revoked API key", "invalid_token")
-    request.state.principal = principal
     return principal
 
 
-def operator(request: Request, credentials: Credentials) -> None:
+async def operator(request: Request, credentials: Credentials) -> None:
     """The operator's token (DESCENT_ADMIN_TOKEN), compared in constant time."""
     token = _presented(request, credentials)
     expected = request.app.state.settings.admin_token
