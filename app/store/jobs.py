@@ -81,6 +81,7 @@ class JobStore(StoreBase):
         super()._register()
         self._create = self._script(lua.CREATE)
         self._cancel = self._script(lua.CANCEL)
+        self._read_curve = self._script(lua.READ_CURVE)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> JobStore:
@@ -280,14 +281,14 @@ class JobStore(StoreBase):
         if not is_job_id(job_id):
             return None
         job_keys = self.keys.job(job_id)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hmget(job_keys.job, "status", "tenant")
-        pipe.strlen(job_keys.losses)
-        pipe.getrange(job_keys.losses, min(since, 2**40) * BYTES_PER_POINT, -1)
-        pipe.hvals(job_keys.epochs)
-        (status, owner), length, data, rows = pipe.execute()
-        if status is None or owner is None or text(owner) != tenant:
+        # One script, so another tenant's curve is never read out (nor its size timed).
+        found = self._read_curve(
+            keys=[job_keys.job, job_keys.losses, job_keys.epochs],
+            args=[tenant, min(since, 2**40) * BYTES_PER_POINT],
+        )
+        if not found:
             return None
+        status, length, data, rows = found
         total = int(length) // BYTES_PER_POINT
         iterations, losses, following = curve_slice(data, min(since, total), max_points)
         # Rows follow the cursor too: a poll gets only the epochs that ended after `since`.

@@ -224,6 +224,16 @@ end
 return status
 """
 
+# A poll's snapshot of the curve, for the job's own tenant only. KEYS: job, losses, epochs.
+# ARGV: tenant, byte offset. Returns {status, losses' length, losses from the offset,
+# epoch rows}, or nil for an unknown job or another tenant's (nothing of it is read).
+READ_CURVE = """
+local status, owner = unpack(redis.call('HMGET', KEYS[1], 'status', 'tenant'))
+if not status or owner ~= ARGV[1] then return false end
+return {status, redis.call('STRLEN', KEYS[2]), redis.call('GETRANGE', KEYS[2], ARGV[2], -1),
+        redis.call('HVALS', KEYS[3])}
+"""
+
 # ARGV: token, now. Returns the attempt number, -1 when the lease is not ours,
 # nil for an unknown or terminal job.
 START_ATTEMPT = _PRELUDE + """
