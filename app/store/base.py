@@ -33,12 +33,16 @@ logger = logging.getLogger(__name__)
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
 
 
-# Bytes in and out, and bounded waits.
+# Bytes in and out, bounded waits, and a command retried (with the client's backoff) on a
+# new connection when its pooled one turns out dead, as after a Redis restart: redis-py's
+# asyncio client does not do that by default, and answered the first request after a
+# restart with a 503.
 CLIENT_OPTIONS: dict[str, Any] = {
     "decode_responses": False,
     "socket_connect_timeout": 5,
     "socket_timeout": 30,
     "health_check_interval": 30,
+    "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
 }
 
 

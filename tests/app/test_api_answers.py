@@ -231,3 +231,15 @@ def test_a_static_file_s_405_and_options_name_what_it_serves(client: TestClient)
 
     assert refused.status_code == 405
     assert set(refused.headers["allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+
+
+def test_a_dropped_redis_connection_is_replaced_without_an_error(
+    client: TestClient, redis_client: redis.Redis
+) -> None:
+    # As after a Redis restart: every pooled connection of the app is dead.
+    assert client.get("/v1/me").status_code == 200
+    assert client.post("/v1/jobs", json={"dataset": "spiral"}).status_code == 202
+    redis_client.client_kill_filter(_type="normal", skipme=True)
+
+    assert client.get("/v1/me").status_code == 200  # the key check's (asyncio) client
+    assert client.get("/v1/jobs").status_code == 200  # and the store's
