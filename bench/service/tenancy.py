@@ -95,7 +95,7 @@ def measure_auth(stack: Stack, plan: Plan) -> dict[str, Any]:
     loop.run_until_complete(key_check.close())
     loop.close()
     client.close()
-    result = {
+    result: dict[str, Any] = {
         "check": (pct(checks, 50), pct(checks, 99)),
         "ping": (pct(pings, 50), pct(pings, 99)),
         "poll_with": (pct(with_check, 50), pct(with_check, 99)),
@@ -184,7 +184,7 @@ def measure_burst(stack: Stack, plan: Plan) -> dict[str, Any]:
         if others_waiting:
             longest = max(longest, run)
     latencies = [ms for _, _, ms, _, _ in answers]
-    result = {
+    result: dict[str, Any] = {
         "total": total, "accepted": len(accepted), "refused": len(refused),
         "bad_refusals": len(bad_refusals), "server_errors": server_errors,
         "ended": len(ended), "succeeded": succeeded,
