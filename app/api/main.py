@@ -20,10 +20,12 @@ from app.api.errors import (
     redis_error_handler,
     validation_handler,
 )
+from app.api.events import EventHub
 from app.api.monitoring import HttpMetrics, StoreCollector
-from app.api.routes import admin, datasets, health, jobs, me, metrics
+from app.api.routes import admin, datasets, events, health, jobs, me, metrics
 from app.settings import Settings, get_settings
 from app.store.base import connect, connect_async
+from app.store.feed import FeedReader
 from app.store.jobs import JobStore
 from app.store.registry import WorkerRegistry
 from app.store.tenants import KeyCheck, TenantStore
@@ -45,14 +47,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.store = JobStore.from_settings(settings, client)
         app.state.tenants = TenantStore.from_settings(settings, client)
-        app.state.key_check = KeyCheck(connect_async(settings), settings.key_prefix)
+        # What the API awaits on its event loop: the key check and the event stream.
+        async_client = connect_async(settings)
+        app.state.key_check = KeyCheck(async_client, settings.key_prefix)
+        app.state.event_hub = EventHub(async_client, FeedReader(async_client, settings.key_prefix))
+        app.state.event_hub.start()
         app.state.registry = WorkerRegistry(client, settings.key_prefix)
         collector = StoreCollector(app.state.store, app.state.registry, settings)
         registry.register(collector)
         yield
         registry.unregister(collector)
         app.state.store.messages.close()
-        await app.state.key_check.close()
+        await app.state.event_hub.stop()
+        await async_client.aclose()
         client.close()
 
     # FastAPIOffline: /docs and /redoc serve Swagger UI and ReDoc from the installed
@@ -72,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MethodsMiddleware)
     app.add_middleware(HttpMetrics, registry=registry)  # outermost: it times everything
     app.include_router(jobs.router)
+    app.include_router(events.router)
     app.include_router(datasets.router)
     app.include_router(me.router)
     app.include_router(admin.router)

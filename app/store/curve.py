@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -63,6 +64,30 @@ def curve_slice(
     iterations = (picked + since + 1).tolist()
     following = iterations[-1] if iterations else since
     return iterations, finite_or_none(losses[picked]), following
+
+
+def check_curve_query(since: int, max_points: int) -> None:
+    if since < 0:
+        raise ValueError(f"since must be >= 0, got {since}")
+    if max_points < 1:
+        raise ValueError(f"max_points must be >= 1, got {max_points}")
+
+
+def curve_document(found: list[Any], since: int, max_points: int) -> dict[str, Any]:
+    """The Curve answer from lua.READ_CURVE's {status, length, losses after since, rows}."""
+    status, length, data, rows = found
+    total = int(length) // BYTES_PER_POINT
+    iterations, losses, following = curve_slice(data, min(since, total), max_points)
+    # Rows follow the cursor too: a poll gets only the epochs that ended after `since`.
+    epochs = [row for row in map(json.loads, rows) if int(row["iteration"]) > since]
+    return {
+        "iterations": iterations,
+        "loss": losses,
+        "next": following,
+        "total": total,
+        "epochs": sorted(epochs, key=lambda row: int(row["epoch"])),
+        "status": status.decode() if isinstance(status, bytes) else status,
+    }
 
 
 def json_safe(value: Any) -> Any:

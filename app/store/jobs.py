@@ -18,7 +18,7 @@ from app.settings import (
 )
 from app.store import lua
 from app.store.base import StoreBase
-from app.store.curve import BYTES_PER_POINT, curve_slice
+from app.store.curve import BYTES_PER_POINT, check_curve_query, curve_document
 from app.store.keys import STATUSES, is_job_id
 from app.store.queue import TaskMessages
 from app.store.records import (
@@ -274,10 +274,7 @@ class JobStore(StoreBase):
     ) -> dict[str, Any] | None:
         """Losses of the iterations after `since`, downsampled to max_points; one snapshot.
         None for an unknown job or another tenant's."""
-        if since < 0:
-            raise ValueError(f"since must be >= 0, got {since}")
-        if max_points < 1:
-            raise ValueError(f"max_points must be >= 1, got {max_points}")
+        check_curve_query(since, max_points)
         if not is_job_id(job_id):
             return None
         job_keys = self.keys.job(job_id)
@@ -286,18 +283,4 @@ class JobStore(StoreBase):
             keys=[job_keys.job, job_keys.losses, job_keys.epochs],
             args=[tenant, min(since, 2**40) * BYTES_PER_POINT],
         )
-        if not found:
-            return None
-        status, length, data, rows = found
-        total = int(length) // BYTES_PER_POINT
-        iterations, losses, following = curve_slice(data, min(since, total), max_points)
-        # Rows follow the cursor too: a poll gets only the epochs that ended after `since`.
-        epochs = [row for row in map(json.loads, rows) if int(row["iteration"]) > since]
-        return {
-            "iterations": iterations,
-            "loss": losses,
-            "next": following,
-            "total": total,
-            "epochs": sorted(epochs, key=lambda row: int(row["epoch"])),
-            "status": text(status),
-        }
+        return curve_document(found, since, max_points) if found else None

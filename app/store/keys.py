@@ -50,6 +50,8 @@ Every key lives under ``{prefix}:``:
 ``workers`` (sorted set)
     member = a worker's name, score = the unix time it last said it was alive.
 ``reaper:lock`` (string with a PX TTL): one worker at a time looks for lost jobs.
+``events`` (a pub/sub channel): the id of each job that changed, from the script that
+    changed it (app.api.events wakes the job's followers).
 
 A terminal job gets the job TTL on its hash, losses, epochs and metrics, and loses its
 lease and checkpoint; queued and running jobs never expire. The scripts in app.store.lua
@@ -169,6 +171,12 @@ class KeyLayout:
     @property
     def queue(self) -> str:
         return queue_key(self.prefix)
+
+    @property
+    def events(self) -> str:
+        """Pub/sub channel, not a key: each change to a job (progress, an epoch, its status,
+        a warning) publishes the job's id here; each API process subscribes once."""
+        return f"{self.prefix}:events"
 
     # Tenants and keys. app.store.lua builds the tenant:{tid}:* names the same way.
     def tenant(self, tenant_id: str) -> str:

@@ -80,6 +80,12 @@ local function lease_is(token)
   return redis.call('GET', KEYS[6]) == token
 end
 
+-- Tell the API processes that the job changed (keys.KeyLayout.events): one PUBLISH,
+-- however many clients follow the job.
+local function announce()
+  redis.call('PUBLISH', PREFIX .. ':events', redis.call('HGET', KEYS[1], 'id'))
+end
+
 local function move(from, to)
   local id = redis.call('HGET', KEYS[1], 'id')
   local seq = redis.call('HGET', KEYS[1], 'seq')
@@ -91,6 +97,7 @@ local function move(from, to)
     redis.call('ZADD', tenant_key(tenant, ':jobs:status:' .. to), seq, id)
   end
   redis.call('HSET', KEYS[1], 'status', to)
+  announce()
 end
 
 local function add_warnings(new)
@@ -220,6 +227,7 @@ end
 if status == 'running' then
   redis.call('HSET', KEYS[1], 'cancel_requested', '1')
   redis.call('PUBLISH', ARGV[3], '1')
+  announce()
 end
 return status
 """
@@ -232,6 +240,25 @@ local status, owner = unpack(redis.call('HMGET', KEYS[1], 'status', 'tenant'))
 if not status or owner ~= ARGV[1] then return false end
 return {status, redis.call('STRLEN', KEYS[2]), redis.call('GETRANGE', KEYS[2], ARGV[2], -1),
         redis.call('HVALS', KEYS[3])}
+"""
+
+# What changed in a job since a follower's last look, for the API's event stream. KEYS: job,
+# losses, epochs. ARGV: byte offset into the losses, the first epoch row wanted. Returns
+# {status, progress, warnings, error, losses' length, losses from the offset, the epoch
+# rows from that epoch on, in order}, or nil for an unknown job.
+FEED_READ = """
+local fields = redis.call('HMGET', KEYS[1], 'status', 'progress', 'warnings', 'error')
+if not fields[1] then return false end
+local rows = {}
+local epoch = tonumber(ARGV[2])
+while true do
+  local row = redis.call('HGET', KEYS[3], tostring(epoch))
+  if not row then break end
+  table.insert(rows, row)
+  epoch = epoch + 1
+end
+return {fields[1], fields[2] or '', fields[3] or '', fields[4] or '',
+        redis.call('STRLEN', KEYS[2]), redis.call('GETRANGE', KEYS[2], ARGV[1], -1), rows}
 """
 
 # ARGV: token, now. Returns the attempt number, -1 when the lease is not ours,
@@ -258,6 +285,7 @@ if #ARGV[3] > 0 then redis.call('SETRANGE', KEYS[2], ARGV[2], ARGV[3]) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[3], ARGV[6], ARGV[7]) end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'progress', ARGV[4]) end
 redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[5])
+if #ARGV[3] > 0 or ARGV[6] ~= '' or ARGV[4] ~= '' then announce() end
 return tonumber(redis.call('HGET', KEYS[1], 'cancel_requested') or '0')
 """
 
@@ -288,7 +316,9 @@ return 1
 # ARGV: warning. Returns the number added (0 for a duplicate), -1 for an unknown job.
 ADD_WARNING = _PRELUDE + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-return add_warnings({ARGV[1]})
+local added = add_warnings({ARGV[1]})
+if added > 0 then announce() end
+return added
 """
 
 # KEYS: job keys, EXTRA + 1 weights. ARGV: status, token ('' skips fencing), now, ttl, error json,

@@ -186,9 +186,6 @@ class KeyCheck:
         found = await self._auth(keys=[self.keys.api_key(digest)], args=[self.keys.prefix])
         return principal_of(digest, found)
 
-    async def close(self) -> None:
-        await self._client.aclose()
-
 
 class TenantStore(StoreBase):
     """The operator's and the authenticator's view: tenants, keys, quotas, usage."""

@@ -1,0 +1,265 @@
+"""The event stream's engine: one Redis subscription per API process, one shared Feed per
+followed job, and each follower's events (GET /v1/jobs/{id}/events).
+
+The scripts that change a job publish its id on the deployment's events channel
+(app.store.keys.KeyLayout.events). The EventHub holds this process's one subscription;
+when a followed job changes, its Feed reads what is new from Redis once and wakes every
+follower, so Redis's work per change does not grow with the number of followers. A Feed
+that hears nothing for a while reads anyway, so a lost message (a dropped subscription, a
+Redis restart) delays a follower by at most that long.
+
+Event ids: a `progress` event's id is the last iteration it carries; an `epoch` event's id
+is "{iteration}:{epoch}". Last-Event-ID resumes after either: points after that iteration,
+and epoch rows not yet delivered (for a bare iteration, the row that ends at it is resent,
+as its event came after the progress event). A stream, resumed or not, starts with the
+job's `status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.asyncio import Redis as AsyncRedis
+
+from app.store.curve import BYTES_PER_POINT, curve_slice
+from app.store.feed import FeedReader, Update
+from app.store.keys import TERMINAL_STATUSES
+
+logger = logging.getLogger(__name__)
+
+QUIET_READ_SECONDS = 5.0  # a followed job re-read after this long without a message
+RECONNECT_SECONDS = (0.2, 5.0)  # the subscription's backoff, first and most
+STOP_SECONDS = 5.0
+_RESUME = re.compile(r"(\d{1,18})(?::(\d{1,9}))?")
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a follower starts: after iteration `after`; epoch rows beyond `epoch` (an
+    epoch event's id), or with iteration >= `after` (a progress event's id, inclusive)
+    or > `after` (a `since` query, as the curve's cursor)."""
+
+    after: int = 0
+    epoch: int | None = None
+    inclusive_rows: bool = False
+
+    @classmethod
+    def parse(cls, last_event_id: str | None, since: int) -> Resume:
+        """From a Last-Event-ID header (which wins) or the `since` query."""
+        if last_event_id:
+            found = _RESUME.fullmatch(last_event_id.strip())
+            if found is None:
+                raise ValueError(
+                    f"Last-Event-ID must be an event id of this stream (an iteration, or "
+                    f"'iteration:epoch'), got {last_event_id[:40]!r}"
+                )
+            epoch = found.group(2)
+            return cls(int(found.group(1)), int(epoch) if epoch else None, epoch is None)
+        return cls(since)
+
+    def row_delivered(self, row: dict[str, Any]) -> bool:
+        if self.epoch is not None:
+            return int(row["epoch"]) <= self.epoch
+        iteration = int(row["iteration"])
+        return iteration < self.after if self.inclusive_rows else iteration <= self.after
+
+
+class Feed:
+    """One followed job in this process: its state and the losses since the feed began,
+    read once per change and shared by its followers."""
+
+    def __init__(self, job_id: str, reader: FeedReader) -> None:
+        self.job_id = job_id
+        self._reader = reader
+        self.followers = 0
+        self.base = 0  # the iteration count when the feed began: raw holds what follows
+        self.raw = bytearray()
+        self.rows: list[dict[str, Any]] = []
+        self.state: Update | None = None
+        self.gone = False
+        self._changed = asyncio.Event()
+        self._reading: asyncio.Task[None] | None = None
+        self._again = False
+        self._ready = asyncio.Event()
+
+    @property
+    def total(self) -> int:
+        return self.base + len(self.raw) // BYTES_PER_POINT
+
+    def poke(self) -> None:
+        """Read what changed: now, or right after the read in flight."""
+        if self._reading is not None and not self._reading.done():
+            self._again = True
+            return
+        self._reading = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            self._again = False
+            try:
+                await self._read_once()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                logger.warning("event feed of job %s: Redis unreachable (%s)", self.job_id, exc)
+            except Exception:
+                logger.exception("event feed of job %s: read failed", self.job_id)
+            self._ready.set()
+            if not self._again:
+                return
+
+    async def _read_once(self) -> None:
+        first = self.state is None
+        offset = 2**40 if first else self.total  # the first read takes no losses
+        update = await self._reader.update(self.job_id, offset, len(self.rows) + 1)
+        if update is None:
+            self.gone = True
+        else:
+            if first:
+                self.base = update.total
+            elif update.total < self.total:  # rewound (a worker rewrites after an outage)
+                keep = max(update.total - self.base, 0)
+                del self.raw[keep * BYTES_PER_POINT:]
+                self.base = min(self.base, update.total)
+            self.raw += update.losses[: len(update.losses) - len(update.losses)
+                                      % BYTES_PER_POINT]
+            self.rows += update.rows
+            self.state = update
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def ready(self) -> None:
+        if self.state is None and not self.gone:
+            self.poke()
+        await self._ready.wait()
+
+    async def changed(self, timeout: float) -> None:
+        """Until the next read (or `timeout`, after which a read is started)."""
+        waiting = self._changed
+        try:
+            await asyncio.wait_for(waiting.wait(), timeout)
+        except TimeoutError:
+            self.poke()
+            await waiting.wait()
+
+    def losses_after(self, iteration: int) -> bytes | None:
+        """The float32 bytes of the iterations after `iteration`, or None when the feed
+        does not hold them all (they come from Redis)."""
+        if iteration < self.base:
+            return None
+        return bytes(self.raw[(iteration - self.base) * BYTES_PER_POINT:])
+
+
+class EventHub:
+    """This process's one subscription to the events channel, and its feeds."""
+
+    def __init__(self, client: AsyncRedis, reader: FeedReader) -> None:
+        self._client = client
+        self.reader = reader
+        self.feeds: dict[str, Feed] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._listen())
+
+    async def stop(self) -> None:
+        """Cancel the subscription. (redis-py may turn the cancellation of a read into a
+        ConnectionError, which the loop would take for an outage: hence the flag.)"""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, STOP_SECONDS)
+
+    async def _listen(self) -> None:
+        delay = RECONNECT_SECONDS[0]
+        while not self._stopping:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.reader.keys.events)
+                delay = RECONNECT_SECONDS[0]
+                for feed in list(self.feeds.values()):  # what changed while unsubscribed
+                    feed.poke()
+                async for message in pubsub.listen():
+                    changed = self.feeds.get(message["data"].decode())
+                    if changed is not None:
+                        changed.poke()
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                if self._stopping:
+                    return
+                logger.warning("event hub: subscription lost (%s); again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_SECONDS[1])
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    @contextlib.asynccontextmanager
+    async def follow(self, job_id: str) -> AsyncIterator[Feed]:
+        feed = self.feeds.get(job_id)
+        if feed is None:
+            feed = self.feeds[job_id] = Feed(job_id, self.reader)
+        feed.followers += 1
+        try:
+            yield feed
+        finally:
+            feed.followers -= 1
+            if feed.followers == 0 and self.feeds.get(job_id) is feed:
+                del self.feeds[job_id]
+
+
+def _progress(state: Update, iterations: list[int], losses: list[float | None]) -> dict:
+    keys = ("epoch", "epochs", "fraction", "eta_seconds")
+    return {"iteration": iterations[-1], **{k: state.progress.get(k) for k in keys},
+            "iterations": iterations, "loss": losses}
+
+
+async def events(
+    hub: EventHub, job_id: str, tenant: str, resume: Resume, max_points: int
+) -> AsyncIterator[dict[str, Any]]:
+    """The follower's events (dicts for sse_starlette), until `end`."""
+    async with hub.follow(job_id) as feed:
+        await feed.ready()
+        position = resume.after
+        sent_status: tuple[Any, ...] | None = None
+        sent_rows = {int(row["epoch"]) for row in feed.rows if resume.row_delivered(row)}
+        while True:
+            state = feed.state
+            if feed.gone or state is None:  # expired meanwhile: nothing more will come
+                yield {"event": "end", "data": {"status": "gone"}}
+                return
+            status = (state.status, state.error, state.warnings)
+            if status != sent_status:
+                sent_status = status
+                yield {"event": "status", "data": {"status": state.status,
+                                                   "error": state.error,
+                                                   "warnings": state.warnings}}
+            data = feed.losses_after(position)
+            if data is None:  # from before the feed began: from Redis, as a curve poll
+                curve = await hub.reader.curve(job_id, tenant, position, max_points)
+                if curve is None:
+                    yield {"event": "end", "data": {"status": "gone"}}
+                    return
+                iterations, losses, _ = curve["iterations"], curve["loss"], curve["next"]
+            else:
+                iterations, losses, _ = curve_slice(data, position, max_points)
+            if iterations:
+                position = iterations[-1]
+                yield {"event": "progress", "id": str(position),
+                       "data": _progress(state, iterations, losses)}
+            for row in list(feed.rows):
+                epoch = int(row["epoch"])
+                if epoch not in sent_rows and int(row["iteration"]) <= position:
+                    sent_rows.add(epoch)
+                    yield {"event": "epoch", "id": f"{position}:{epoch}", "data": row}
+            if state.status in TERMINAL_STATUSES and position >= feed.total:
+                yield {"event": "end", "data": {"status": state.status}}
+                return
+            if position >= feed.total and feed.state is state:  # nothing new since we looked
+                await feed.changed(QUIET_READ_SECONDS)

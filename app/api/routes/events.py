@@ -1,0 +1,73 @@
+"""GET /v1/jobs/{id}/events: a job's progress as server-sent events (app.api.events)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from app.api.auth import UNAUTHORIZED, PrincipalDep
+from app.api.errors import field_error, unprocessable
+from app.api.events import EventHub, Resume, events
+from app.api.routes.jobs import MAX_CURVE_POINTS, MAX_SINCE, NOT_FOUND, _not_found
+from app.api.schemas import Unprocessable
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=UNAUTHORIZED)
+KEEPALIVE_SECONDS = 15
+
+STREAM_DESCRIPTION = """Server-sent events, in this order: `status` {status, error,
+warnings} first and on each change; `progress` {iteration, epoch, epochs, fraction,
+eta_seconds, iterations, loss} with the points new since the previous event (at most
+max_points, evenly downsampled, the last kept; its id is the last iteration); `epoch` (an
+epoch row; id "iteration:epoch"); `end` {status} last, then the stream closes. A comment
+line every 15 s keeps proxies from closing it."""
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+              "description": STREAM_DESCRIPTION},
+        **NOT_FOUND,
+        422: {"model": Unprocessable, "description": "A bad since, max_points or "
+              "Last-Event-ID"},
+    },
+)
+async def job_events(
+    job_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    since: Annotated[
+        int, Query(ge=0, le=MAX_SINCE, description="Start after this iteration")
+    ] = 0,
+    max_points: Annotated[int, Query(ge=1, le=MAX_CURVE_POINTS)] = 1000,
+    last_event_id: Annotated[
+        str | None,
+        Header(alias="Last-Event-ID", description="Resume after this event (wins over since)"),
+    ] = None,
+) -> Any:
+    """Follow a job: its progress as it trains, its epochs, its status, then `end`."""
+    hub: EventHub = request.app.state.event_hub
+    tenant = principal.tenant.id
+    if await hub.reader.job(job_id, tenant) is None:
+        raise _not_found(job_id)
+    try:
+        resume = Resume.parse(last_event_id, since)
+    except ValueError as exc:
+        return unprocessable(
+            [field_error("Last-Event-ID", str(exc), last_event_id, where="header")]
+        )
+
+    async def wire() -> AsyncIterator[ServerSentEvent]:
+        async for event in events(hub, job_id, tenant, resume, max_points):
+            yield ServerSentEvent(data=json.dumps(event["data"], separators=(",", ":")),
+                                  event=event["event"], id=event.get("id"))
+
+    return EventSourceResponse(wire(), ping=KEEPALIVE_SECONDS)
+
+
+
