@@ -55,7 +55,8 @@ def measure_auth(stack: Stack, plan: Plan) -> dict[str, Any]:
     client = redis.Redis.from_url(stack.settings.redis_url)
     # What the API awaits per request: KeyCheck on an asyncio client, on one event loop.
     loop = asyncio.new_event_loop()
-    key_check = KeyCheck(connect_async(stack.settings), stack.prefix)
+    async_client = connect_async(stack.settings)
+    key_check = KeyCheck(async_client, stack.prefix)
 
     async def checks_of(count: int) -> list[float]:
         """Awaited one after another on a running loop, as a request awaits it."""
@@ -92,7 +93,7 @@ def measure_auth(stack: Stack, plan: Plan) -> dict[str, Any]:
         app.dependency_overrides.clear()
     differences = [a - b for a, b in zip(with_check, without, strict=True)]
     http = _timed(lambda: stack.http.get(path).raise_for_status(), n // 2)
-    loop.run_until_complete(key_check.close())
+    loop.run_until_complete(async_client.aclose())
     loop.close()
     client.close()
     result: dict[str, Any] = {
