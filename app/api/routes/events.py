@@ -17,6 +17,16 @@ from app.api.schemas import Unprocessable
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=UNAUTHORIZED)
 KEEPALIVE_SECONDS = 15
+# One event of the stream, as a client parses it; `data` is JSON text.
+EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["status", "progress", "epoch", "end"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string", "pattern": r"^[0-9]+(:[0-9]+)?$"},
+    },
+}
 
 STREAM_DESCRIPTION = """Server-sent events, in this order: `status` {status, error,
 warnings} first and on each change; `progress` {iteration, epoch, epochs, fraction,
@@ -30,7 +40,7 @@ line every 15 s keeps proxies from closing it."""
     "/{job_id}/events",
     response_class=EventSourceResponse,
     responses={
-        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+        200: {"content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
               "description": STREAM_DESCRIPTION},
         **NOT_FOUND,
         422: {"model": Unprocessable, "description": "A bad since, max_points or "
