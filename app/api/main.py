@@ -22,7 +22,7 @@ from app.api.errors import (
 )
 from app.api.events import EventHub
 from app.api.monitoring import HttpMetrics, StoreCollector
-from app.api.routes import admin, datasets, events, health, jobs, me, metrics
+from app.api.routes import admin, datasets, events, health, jobs, me, metrics, pictures
 from app.settings import Settings, get_settings
 from app.store.base import connect, connect_async
 from app.store.feed import FeedReader
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HttpMetrics, registry=registry)  # outermost: it times everything
     app.include_router(jobs.router)
     app.include_router(events.router)
+    app.include_router(pictures.router)
     app.include_router(datasets.router)
     app.include_router(me.router)
     app.include_router(admin.router)

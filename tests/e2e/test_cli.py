@@ -1,0 +1,148 @@
+"""The `descent` command, run as a subprocess against the API process and a real worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from scripts.stack import RedisServer, start_api
+from tests.e2e.conftest import Service, running_service
+
+DESCENT = [sys.executable, "-m", "client.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["--dataset", "digits", "--hidden", "32", "--activation", "relu", "--lr", "0.2",
+         "--epochs", "3", "--batch-size", "32"]
+LONG = ["--dataset", "digits", "--hidden", "256", "--epochs", "1000", "--batch-size", "8"]
+
+
+def env_of(service: Service) -> dict[str, str]:
+    key = service.client.headers["Authorization"].split()[1]
+    return {**os.environ, "DESCENT_URL": service.api.url, "DESCENT_API_KEY": key,
+            "NO_COLOR": "1", "COLUMNS": "100"}
+
+
+def descent(service: Service, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*DESCENT, *args], env=env_of(service), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def lines(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+def iterations(events: list[dict[str, Any]]) -> list[int]:
+    return [i for e in events if e["event"] == "progress" for i in e["data"]["iterations"]]
+
+
+def test_datasets_as_json(service: Service) -> None:
+    result = descent(service, "--json", "datasets")
+
+    assert result.returncode == 0, result.stderr
+    names = {line["data"]["name"] for line in lines(result.stdout)}
+    assert {"digits", "spiral", "blobs"} <= names
+
+
+def test_train_and_follow_as_json_exits_0_with_every_point(service: Service) -> None:
+    result = descent(service, "--json", "train", *SMALL, "--follow")
+
+    assert result.returncode == 0, result.stderr
+    events = lines(result.stdout)
+    assert events[0]["event"] == "job" and events[0]["data"]["status"] == "queued"
+    kinds = [e["event"] for e in events]
+    assert kinds[-2:] == ["end", "metrics"]
+    assert kinds.count("epoch") == 3
+    job_id = events[0]["data"]["id"]
+    total = service.full_curve(job_id)["total"]
+    assert iterations(events) == list(range(1, total + 1))
+    assert events[-1]["data"]["test"]["accuracy"] > 0.5
+
+
+def test_the_live_view_shows_progress_epochs_and_metrics(service: Service) -> None:
+    result = descent(service, "train", *SMALL, "--follow")
+
+    assert result.returncode == 0, result.stderr
+    for seen in ("queued", "epochs", "train loss", "test accuracy", "overfitting gap"):
+        assert seen in result.stdout, (seen, result.stdout)
+
+
+def test_a_diverging_job_exits_1(service: Service) -> None:
+    result = descent(service, "--json", "train", "--dataset", "blobs", "--hidden", "32",
+                     "--activation", "relu", "--lr", "10", "--batch-size", "50",
+                     "--epochs", "5", "--follow")
+
+    assert result.returncode == 1, result.stderr
+    assert lines(result.stdout)[-1]["data"]["status"] == "failed"
+
+
+def test_a_bad_spec_exits_2_naming_the_field(service: Service) -> None:
+    result = descent(service, "train", "--dataset", "nope")
+
+    assert result.returncode == 2
+    assert "dataset" in result.stderr and "nope" in result.stderr
+
+
+def test_a_wrong_key_exits_2(service: Service) -> None:
+    result = subprocess.run([*DESCENT, "jobs"], cwd=ROOT, capture_output=True, text=True,
+                            env={**env_of(service), "DESCENT_API_KEY": "dsk_wrong"},
+                            timeout=60)
+
+    assert result.returncode == 2
+    assert "unknown or revoked API key" in result.stderr
+
+
+def test_cancelled_exits_3_and_a_timeout_4(service: Service) -> None:
+    started = descent(service, "--json", "train", *LONG)
+    job_id = lines(started.stdout)[0]["data"]["id"]
+
+    timed_out = descent(service, "follow", job_id, "--timeout", "1")
+    assert timed_out.returncode == 4, timed_out.stderr
+    assert descent(service, "cancel", job_id).returncode == 0
+    followed = descent(service, "--json", "follow", job_id)
+
+    assert followed.returncode == 3, followed.stderr
+    assert lines(followed.stdout)[-1]["data"]["status"] == "cancelled"
+
+
+def test_ctrl_c_leaves_the_job_running_and_says_how_to_cancel(service: Service) -> None:
+    started = descent(service, "--json", "train", *LONG)
+    job_id = lines(started.stdout)[0]["data"]["id"]
+    follower = subprocess.Popen([*DESCENT, "--json", "follow", job_id], env=env_of(service),
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    assert follower.stdout is not None
+    follower.stdout.readline()  # it is following
+
+    follower.send_signal(signal.SIGINT)
+    _, stderr = follower.communicate(timeout=30)
+
+    assert follower.returncode == 130
+    assert f"descent cancel {job_id}" in stderr
+    assert service.job(job_id)["status"] in ("queued", "running")
+    service.client.post(f"/v1/jobs/{job_id}/cancel")
+
+
+def test_following_survives_an_api_restart(redis_server: RedisServer, tmp_path: Path) -> None:
+    with running_service(redis_server, tmp_path) as service:
+        job_id = service.submit(dataset="digits", hidden_sizes=[128], epochs=40,
+                                batch_size=16)["id"]
+        follower = subprocess.Popen([*DESCENT, "--json", "follow", job_id],
+                                    env=env_of(service), cwd=ROOT, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        assert follower.stdout is not None
+        seen = [json.loads(follower.stdout.readline()) for _ in range(3)]
+        port = service.api.port
+        service.api.stop()  # the follower is cut off, and retries until the API is back
+        service.api = start_api(service.env, port=port, log=tmp_path / "api-again.log")
+        service.api.wait_ready(60)
+        stdout, stderr = follower.communicate(timeout=120)
+
+        assert follower.returncode == 0, stderr
+        events = seen + lines(stdout)
+        total = service.full_curve(job_id)["total"]
+        assert iterations(events) == list(range(1, total + 1))
+        assert events[-1]["event"] == "metrics"
