@@ -6,13 +6,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.api.auth import UNAUTHORIZED, PrincipalDep
 from app.api.errors import field_error, unprocessable
 from app.api.events import EventHub, Resume, events
-from app.api.routes.jobs import MAX_CURVE_POINTS, MAX_SINCE, NOT_FOUND, _not_found
+from app.api.routes.jobs import NOT_FOUND, MaxPoints, Since, _not_found
 from app.api.schemas import Unprocessable
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=UNAUTHORIZED)
@@ -51,10 +51,8 @@ async def job_events(
     job_id: str,
     request: Request,
     principal: PrincipalDep,
-    since: Annotated[
-        int, Query(ge=0, le=MAX_SINCE, description="Start after this iteration")
-    ] = 0,
-    max_points: Annotated[int, Query(ge=1, le=MAX_CURVE_POINTS)] = 1000,
+    since: Since = 0,
+    max_points: MaxPoints = 1000,
     last_event_id: Annotated[
         str | None,
         Header(alias="Last-Event-ID", description="Resume after this event (wins over since)"),

@@ -42,6 +42,12 @@ MAX_CURVE_POINTS = 100_000
 # The curve's cursor can never pass the most iterations a job may run (DESCENT_MAX_ITERATIONS
 # is at most this), so no `since` reaches Redis as an offset it cannot represent.
 MAX_SINCE = 10**9
+# A curve's cursor and size, for the curve and the event stream.
+Since = Annotated[int, Query(ge=0, le=MAX_SINCE, description="After this iteration")]
+MaxPoints = Annotated[
+    int, Query(ge=1, le=MAX_CURVE_POINTS, description="At most this many points, evenly "
+               "downsampled (the last kept)")
+]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorDetail, "description": "No such job"}
 }
@@ -167,10 +173,8 @@ def get_curve(
     job_id: str,
     store: StoreDep,
     principal: PrincipalDep,
-    since: Annotated[
-        int, Query(ge=0, le=MAX_SINCE, description="Return iterations after this one")
-    ] = 0,
-    max_points: Annotated[int, Query(ge=1, le=MAX_CURVE_POINTS)] = 1000,
+    since: Since = 0,
+    max_points: MaxPoints = 1000,
 ) -> Any:
     """Mini-batch losses after `since` (evenly downsampled, the last kept) and epoch rows."""
     curve = store.read_curve(
