@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections import deque
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -27,7 +26,8 @@ EXIT_OF = {"succeeded": OK, "failed": FAILED, "cancelled": CANCELLED, "pruned": 
 DEFAULT_URL = "http://127.0.0.1:8000"
 KEY_FILE = Path(".run") / "api-key"  # what `make run` writes
 SPARKS = "▁▂▃▄▅▆▇█"
-SPARK_WIDTH = 48  # the recent losses the sparkline shows
+SPARK_WIDTH = 48  # characters of the sparkline of the curve
+EPOCH_ROWS = 12  # the live view's last epochs
 
 app = typer.Typer(
     help="Descent, gradient descent as a service: train small networks and watch them learn.",
@@ -280,14 +280,19 @@ def summary(spec: dict[str, Any]) -> str:
             f"{spec.get('epochs')} epochs")
 
 
-def sparkline(values: deque[float]) -> str:
-    finite = [v for v in values if v == v and abs(v) != float("inf")]
-    if not finite:
+def sparkline(values: list[float], width: int = SPARK_WIDTH) -> str:
+    """The whole curve so far in `width` characters: each the mean of its share of points."""
+    if not values:
         return ""
-    low, high = min(finite), max(finite)
+    buckets = min(width, len(values))
+    means = []
+    for b in range(buckets):
+        part = values[b * len(values) // buckets:(b + 1) * len(values) // buckets]
+        means.append(sum(part) / len(part))
+    low, high = min(means), max(means)
     span = (high - low) or 1.0
-    return "".join(SPARKS[min(int((v - low) / span * len(SPARKS)), len(SPARKS) - 1)]
-                   if v in finite else " " for v in values)
+    return "".join(SPARKS[min(int((m - low) / span * len(SPARKS)), len(SPARKS) - 1)]
+                   for m in means)
 
 
 def describe(job: dict[str, Any]) -> Table:
@@ -332,9 +337,8 @@ class LiveView:
         self.job = job
         self.status = job["status"]
         self.loss: float | None = None
-        self.recent: deque[float] = deque(maxlen=SPARK_WIDTH)
-        self.epochs = Table("epoch", "train loss", "train acc", "val loss", "val acc",
-                            title="epochs", title_justify="left")
+        self.curve: list[float] = []  # every finite mini-batch loss received
+        self.rows: list[dict[str, Any]] = []
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
                             TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn())
         total = job["progress"]["iterations"] or 1
@@ -346,18 +350,26 @@ class LiveView:
             self.status = data["status"]
         elif event.event == "progress":
             finite = [x for x in data["loss"] if x is not None]
-            self.recent.extend(finite[-SPARK_WIDTH:])
+            self.curve.extend(x for x in finite if abs(x) != float("inf"))
             self.loss = finite[-1] if finite else None
             self.bar.update(self.task, completed=data["iteration"])
         elif event.event == "epoch":
-            self.epochs.add_row(str(data["epoch"]), f"{data['train_loss']:.4f}",
-                                f"{data['train_accuracy']:.2%}", fmt(data.get("val_loss")),
-                                pct(data.get("val_accuracy")))
+            self.rows.append(data)
         self.bar.update(self.task, description=f"{self.status:<9}")
 
     def render(self) -> Group:
-        loss = "" if self.loss is None else f"loss {self.loss:.4f}  "
-        return Group(self.bar, Text(f"{loss}{sparkline(self.recent)}"), self.epochs)
+        loss = "" if self.loss is None else f"mini-batch loss {self.loss:.4f}   "
+        shape = sparkline(self.curve)
+        shown = self.rows[-EPOCH_ROWS:]
+        title = "epochs" if len(shown) == len(self.rows) else (
+            f"epochs (the last {len(shown)} of {len(self.rows)})")
+        table = Table("epoch", "train loss", "train acc", "val loss", "val acc", title=title,
+                      title_justify="left")
+        for row in shown:
+            table.add_row(str(row["epoch"]), f"{row['train_loss']:.4f}",
+                          f"{row['train_accuracy']:.2%}", fmt(row.get("val_loss")),
+                          pct(row.get("val_accuracy")))
+        return Group(self.bar, Text(f"{loss}{shape and 'so far ' + shape}"), table)
 
 
 def fmt(value: float | None) -> str:
