@@ -30,7 +30,8 @@ SKIPPED_DIRS = {
     "node_modules", "build", "dist", ".run", ".data",
 }
 # Variables of ours that the compose file reads; the tests set them or leave them unset.
-COMPOSE_VARIABLES = ("DESCENT_PORT", "DESCENT_WORKER_CONCURRENCY", "DESCENT_ADMIN_TOKEN")
+COMPOSE_VARIABLES = ("DESCENT_PORT", "DESCENT_WORKER_CONCURRENCY", "DESCENT_ADMIN_TOKEN",
+                     "WEB_CONCURRENCY")
 
 
 # --- docker-compose.yml, as the compose binary parses it ------------------------------------
@@ -112,6 +113,12 @@ def test_the_admin_token_comes_from_the_environment_to_the_api_alone(
     api = json.loads(result.stdout)["services"]["api"]
     assert api["environment"]["DESCENT_ADMIN_TOKEN"] == token
     assert token not in COMPOSE_FILE.read_text()
+
+
+def test_web_concurrency_sets_the_api_processes(config: Config) -> None:
+    assert config()["services"]["api"]["environment"]["WEB_CONCURRENCY"] == "1"
+    assert config(WEB_CONCURRENCY="3")["services"]["api"]["environment"][
+        "WEB_CONCURRENCY"] == "3"
 
 
 def test_nothing_publishes_redis(config: Config) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
-from app.store.curve import BYTES_PER_POINT, curve_slice
+from app.store.curve import BYTES_PER_POINT, curve_arrays
 from app.store.feed import FeedReader, Update
 from app.store.keys import TERMINAL_STATUSES
 
@@ -214,9 +214,10 @@ class EventHub:
                 del self.feeds[job_id]
 
 
-def _progress(state: Update, iterations: list[int], losses: list[float | None]) -> dict:
+def _progress(state: Update, iterations: Any, losses: Any) -> dict[str, Any]:
+    """A progress event's data; iterations and losses are NumPy arrays (curve.dumps)."""
     keys = ("epoch", "epochs", "fraction", "eta_seconds")
-    return {"iteration": iterations[-1], **{k: state.progress.get(k) for k in keys},
+    return {"iteration": int(iterations[-1]), **{k: state.progress.get(k) for k in keys},
             "iterations": iterations, "loss": losses}
 
 
@@ -248,9 +249,9 @@ async def events(
                     return
                 iterations, losses, _ = curve["iterations"], curve["loss"], curve["next"]
             else:
-                iterations, losses, _ = curve_slice(data, position, max_points)
-            if iterations:
-                position = iterations[-1]
+                iterations, losses, _ = curve_arrays(data, position, max_points)
+            if len(iterations):
+                position = int(iterations[-1])
                 yield {"event": "progress", "id": str(position),
                        "data": _progress(state, iterations, losses)}
             for row in list(feed.rows):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import numpy as np
+import orjson
 
 FLOAT32 = np.dtype("<f4")
 BYTES_PER_POINT = FLOAT32.itemsize
@@ -55,15 +55,25 @@ def finite_or_none(values: np.ndarray) -> list[float | None]:
     return as_list
 
 
+def curve_arrays(
+    data: bytes, since: int, max_points: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(iterations, losses widened to float64, next) for the bytes that hold iterations
+    since+1, since+2, ...: arrays, for orjson to write without Python lists (its NaN and
+    infinities come out as null, as finite_or_none makes them)."""
+    losses = bytes_to_losses(data)
+    picked = downsample_indices(len(losses), max_points)
+    iterations = picked + (since + 1)
+    following = int(iterations[-1]) if len(iterations) else since
+    return iterations, losses[picked].astype(np.float64), following
+
+
 def curve_slice(
     data: bytes, since: int, max_points: int
 ) -> tuple[list[int], list[float | None], int]:
-    """(iterations, losses, next) for the bytes that hold iterations since+1, since+2, ..."""
-    losses = bytes_to_losses(data)
-    picked = downsample_indices(len(losses), max_points)
-    iterations = (picked + since + 1).tolist()
-    following = iterations[-1] if iterations else since
-    return iterations, finite_or_none(losses[picked]), following
+    """As curve_arrays, as Python lists (non-finite losses as None)."""
+    iterations, losses, following = curve_arrays(data, since, max_points)
+    return iterations.tolist(), finite_or_none(losses), following
 
 
 def check_curve_query(since: int, max_points: int) -> None:
@@ -73,13 +83,17 @@ def check_curve_query(since: int, max_points: int) -> None:
         raise ValueError(f"max_points must be >= 1, got {max_points}")
 
 
-def curve_document(found: list[Any], since: int, max_points: int) -> dict[str, Any]:
-    """The Curve answer from lua.READ_CURVE's {status, length, losses after since, rows}."""
+def curve_document(
+    found: list[Any], since: int, max_points: int, arrays: bool = False
+) -> dict[str, Any]:
+    """The Curve answer from lua.READ_CURVE's {status, length, losses after since, rows};
+    with `arrays`, iterations and losses are NumPy arrays (for orjson), else lists."""
     status, length, data, rows = found
     total = int(length) // BYTES_PER_POINT
-    iterations, losses, following = curve_slice(data, min(since, total), max_points)
+    slicer = curve_arrays if arrays else curve_slice
+    iterations, losses, following = slicer(data, min(since, total), max_points)
     # Rows follow the cursor too: a poll gets only the epochs that ended after `since`.
-    epochs = [row for row in map(json.loads, rows) if int(row["iteration"]) > since]
+    epochs = [row for row in map(orjson.loads, rows) if int(row["iteration"]) > since]
     return {
         "iterations": iterations,
         "loss": losses,
@@ -88,6 +102,11 @@ def curve_document(found: list[Any], since: int, max_points: int) -> dict[str, A
         "epochs": sorted(epochs, key=lambda row: int(row["epoch"])),
         "status": status.decode() if isinstance(status, bytes) else status,
     }
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes of an answer that may hold NumPy arrays (non-finite floats as null)."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def json_safe(value: Any) -> Any:

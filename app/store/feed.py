@@ -50,7 +50,7 @@ class FeedReader:
     async def curve(
         self, job_id: str, tenant: str, since: int, max_points: int
     ) -> dict[str, Any] | None:
-        """As JobStore.read_curve, awaited."""
+        """As JobStore.read_curve(arrays=True), awaited."""
         check_curve_query(since, max_points)
         if not is_job_id(job_id):
             return None
@@ -59,7 +59,7 @@ class FeedReader:
             keys=[job_keys.job, job_keys.losses, job_keys.epochs],
             args=[tenant, min(since, 2**40) * BYTES_PER_POINT],
         )
-        return curve_document(found, since, max_points) if found else None
+        return curve_document(found, since, max_points, arrays=True) if found else None
 
     async def update(self, job_id: str, total: int, first_epoch: int) -> Update | None:
         """The job now, with the losses after iteration `total` and the epoch rows from

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -14,6 +13,7 @@ from app.api.errors import field_error, unprocessable
 from app.api.events import EventHub, Resume, events
 from app.api.routes.jobs import NOT_FOUND, MaxPoints, Since, _not_found
 from app.api.schemas import Unprocessable
+from app.store.curve import dumps
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=UNAUTHORIZED)
 KEEPALIVE_SECONDS = 15
@@ -72,8 +72,8 @@ async def job_events(
 
     async def wire() -> AsyncIterator[ServerSentEvent]:
         async for event in events(hub, job_id, tenant, resume, max_points):
-            yield ServerSentEvent(data=json.dumps(event["data"], separators=(",", ":")),
-                                  event=event["event"], id=event.get("id"))
+            yield ServerSentEvent(data=dumps(event["data"]).decode(), event=event["event"],
+                                  id=event.get("id"))
 
     return EventSourceResponse(wire(), ping=KEEPALIVE_SECONDS)
 
