@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import redis
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 
 from app.api.errors import (
     BodyLimit,
@@ -29,6 +32,8 @@ from app.store.feed import FeedReader
 from app.store.jobs import JobStore
 from app.store.registry import WorkerRegistry
 from app.store.tenants import KeyCheck, TenantStore
+
+UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 
 
 def package_version() -> str:
@@ -86,6 +91,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    # The dashboard: static files, public (they hold no data; the page asks for a key).
+    app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
     return app
 
 
