@@ -2,7 +2,7 @@
 from a killed worker and a crashed Redis, and what tenancy costs, side by side.
 
     python bench/service_bench.py [--quick]
-        [--only overhead,latency,scaling,polling,recovery,redis,auth,burst]
+        [--only overhead,latency,scaling,polling,recovery,redis,auth,burst,followers]
 
 Starts its own redis-server, Celery worker(s) and API (uvicorn, 1 process) on 127.0.0.1
 with the shared dev harness (scripts.stack), measures in one run, prints the figures next
@@ -28,6 +28,9 @@ about 5 minutes, --quick about a minute and a half. One module per measurement, 
    burst: 500 submissions from 5 tenants at once on 2 worker processes, one tenant over its
    submissions_per_minute: every 202's job ends, every refusal is a 429 with Retry-After,
    no 5xx; submit latency p50/p99.
+8. followers: 1 and 200 clients follow one running job's event stream: delivery latency
+   from the worker's flush to the client (p50/p99; targets 100/300 ms), and Redis
+   commands/s, which must not grow with the followers.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.service import (  # noqa: E402
+    followers,
     latency,
     overhead,
     polling,
@@ -65,7 +69,7 @@ from bench.service.signals import ignore_signals, interruptible  # noqa: E402
 from trainer import dataset_info  # noqa: E402
 
 MEASUREMENTS = ("overhead", "latency", "scaling", "polling", "recovery", "redis", "auth",
-                "burst")
+                "burst", "followers")
 
 
 def report(rows: list[Row], notes: list[str]) -> None:
@@ -132,6 +136,7 @@ def main() -> int:
             "redis": lambda: redis_restart.measure(workdir, plan),
             "auth": lambda: tenancy.measure_auth(stack, plan),
             "burst": lambda: tenancy.measure_burst(stack, plan),
+            "followers": lambda: followers.measure(stack, plan),
         }
         for number, name in enumerate(MEASUREMENTS, start=1):
             if name not in chosen:
@@ -174,6 +179,8 @@ def main() -> int:
     if "burst" in results:
         rows += tenancy.burst_rows(results["burst"])
         notes += tenancy.burst_notes(results["burst"])
+    if "followers" in results:
+        rows += followers.rows(results["followers"])
     if load:
         notes.append("machine load per phase (cores): " + "; ".join(load))
     trouble = scan_logs(stack.logs, recovery.EXPECTED_LOG_LINES)

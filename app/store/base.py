@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
 import redis
+from redis.asyncio import BlockingConnectionPool as AsyncBlockingPool
 from redis.asyncio import Redis as AsyncRedis
 
 from app.settings import DEFAULT_JOB_TTL_SECONDS, DEFAULT_MAX_RUNNING_JOBS
@@ -51,9 +52,19 @@ def connect(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url, **CLIENT_OPTIONS)
 
 
+ASYNC_CONNECTIONS = 64  # per API process; a request waits for a free one...
+ASYNC_CONNECTION_WAIT = 10.0  # ...this many seconds at most (then it is a 503)
+
+
 def connect_async(settings: Settings) -> AsyncRedis:
-    """An asyncio Redis client, for what the API awaits on its event loop."""
-    return AsyncRedis.from_url(settings.redis_url, **CLIENT_OPTIONS)
+    """An asyncio Redis client, for what the API awaits on its event loop. Its pool waits
+    for a free connection: redis-py's default pool refuses at once past 100 connections, and
+    200 clients following at once made 503s of their requests."""
+    pool = AsyncBlockingPool.from_url(
+        settings.redis_url, max_connections=ASYNC_CONNECTIONS, timeout=ASYNC_CONNECTION_WAIT,
+        **CLIENT_OPTIONS,
+    )
+    return AsyncRedis(connection_pool=pool)
 
 
 class StoreBase:

@@ -81,10 +81,11 @@ class Plan:
     recovery_rounds: int
     auth_checks: int
     burst_submissions: int
+    followers: int
 
 
-NORMAL = Plan(10, 5, 20, 8, 2, (1, 2, 1, 2), (1, 2, 1, 2), 100, 10.0, 45.0, 3, 3000, 500)
-QUICK = Plan(2, 2, 8, 4, 1, (1, 2), (1, 2), 100, 3.0, 6.0, 1, 500, 100)
+NORMAL = Plan(10, 5, 20, 8, 2, (1, 2, 1, 2), (1, 2, 1, 2), 100, 10.0, 45.0, 3, 3000, 500, 200)
+QUICK = Plan(2, 2, 8, 4, 1, (1, 2), (1, 2), 100, 3.0, 6.0, 1, 500, 100, 50)
 
 
 @dataclass(frozen=True)
