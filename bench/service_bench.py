@@ -2,7 +2,8 @@
 from a killed worker and a crashed Redis, and what tenancy costs, side by side.
 
     python bench/service_bench.py [--quick]
-        [--only overhead,latency,scaling,polling,recovery,redis,auth,burst,followers]
+        [--only overhead,latency,scaling,polling,recovery,redis,auth,burst,followers,
+               dashboard]
 
 Starts its own redis-server, Celery worker(s) and API (uvicorn, 1 process) on 127.0.0.1
 with the shared dev harness (scripts.stack), measures in one run, prints the figures next
@@ -30,7 +31,9 @@ about 5 minutes, --quick about a minute and a half. One module per measurement, 
    no 5xx; submit latency p50/p99.
 8. followers: 1 and 200 clients follow one running job's event stream: delivery latency
    from the worker's flush to the client (p50/p99; targets 100/300 ms), and Redis
-   commands/s, which must not grow with the followers.
+   commands per flush, which must not grow with the followers.
+9. dashboard: a 100,000-point job's page in Debian's chromium (Playwright): when the curve
+   arrived and how long it took to draw, from the browser's performance marks.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.service import (  # noqa: E402
+    dashboard,
     followers,
     latency,
     overhead,
@@ -69,7 +73,7 @@ from bench.service.signals import ignore_signals, interruptible  # noqa: E402
 from trainer import dataset_info  # noqa: E402
 
 MEASUREMENTS = ("overhead", "latency", "scaling", "polling", "recovery", "redis", "auth",
-                "burst", "followers")
+                "burst", "followers", "dashboard")
 
 
 def report(rows: list[Row], notes: list[str]) -> None:
@@ -137,6 +141,7 @@ def main() -> int:
             "auth": lambda: tenancy.measure_auth(stack, plan),
             "burst": lambda: tenancy.measure_burst(stack, plan),
             "followers": lambda: followers.measure(stack, plan),
+            "dashboard": lambda: dashboard.measure(stack, plan),
         }
         for number, name in enumerate(MEASUREMENTS, start=1):
             if name not in chosen:
@@ -181,6 +186,8 @@ def main() -> int:
         notes += tenancy.burst_notes(results["burst"])
     if "followers" in results:
         rows += followers.rows(results["followers"])
+    if "dashboard" in results:
+        rows += dashboard.rows(results["dashboard"])
     if load:
         notes.append("machine load per phase (cores): " + "; ".join(load))
     trouble = scan_logs(stack.logs, recovery.EXPECTED_LOG_LINES)

@@ -281,9 +281,14 @@ async function jobView(jobId) {
   const rows = [];
   const ends = new Map();  // iteration -> epoch row, for epochs whose points arrive later
   let redraw = null;
+  let drawnOnce = false;
   const draw = () => {
     redraw = null;
     loss.setData([xs, raw, train, val]);
+    if (xs.length && !drawnOnce) {  // the benchmark reads these marks: after the next frame
+      drawnOnce = true;
+      requestAnimationFrame(() => setTimeout(() => performance.mark("descent:curve-drawn")));
+    }
     lossBox.dataset.points = String(xs.length);
     accuracy.setData([rows.map((r) => r.epoch), rows.map((r) => 100 * r.train_accuracy), rows.map((r) => (r.val_accuracy === null ? null : 100 * r.val_accuracy))]);
   };
@@ -344,6 +349,7 @@ async function jobView(jobId) {
   showProgress(job.progress);
   // What there is so far, downsampled on the server to about the chart's width; then live.
   const curve = await api(`/v1/jobs/${jobId}/curve?max_points=${Math.min(100000, 2 * width)}`);
+  performance.mark("descent:curve-fetched");
   curve.epochs.forEach((row) => ends.set(row.iteration, row));
   addPoints(curve.iterations, curve.loss);
   curve.epochs.forEach(addRow);
