@@ -232,9 +232,12 @@ async def events(
         sent_rows = {int(row["epoch"]) for row in feed.rows if resume.row_delivered(row)}
         while True:
             state = feed.state
-            if feed.gone or state is None:  # expired meanwhile: nothing more will come
+            if feed.gone:  # expired meanwhile: nothing more will come
                 yield {"event": "end", "data": {"status": "gone"}}
                 return
+            if state is None:  # the first read failed (Redis unreachable): read again
+                await feed.changed(QUIET_READ_SECONDS)
+                continue
             status = (state.status, state.error, state.warnings)
             if status != sent_status:
                 sent_status = status
