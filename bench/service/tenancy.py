@@ -49,6 +49,8 @@ def _timed(call: Any, n: int) -> list[float]:
 
 def measure_auth(stack: Stack, plan: Plan) -> dict[str, Any]:
     n = plan.auth_checks
+    if stack.worker is None:  # an earlier measurement (polling) stopped it
+        stack.start_worker(1)
     log(f"7a. auth and quota check: {n} checks in process, {n // 2} polls each way")
     key = make_tenant(stack.env, "auth-bench")
     defaults = default_quotas(stack.settings)
