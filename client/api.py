@@ -182,6 +182,8 @@ class Descent:
                         yield event
                         if event.event == "end":
                             return
+                # Closed before `end` (the API restarting, a proxy): resume, not in a spin.
+                time.sleep(RESUME_DELAYS[0])
             except (httpx.HTTPError, SSEError) as exc:
                 now = time.monotonic()
                 failing_since = failing_since or now
