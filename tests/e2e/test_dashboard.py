@@ -78,10 +78,10 @@ def test_train_watch_and_cancel_in_the_dashboard(
     shot(page, tmp_path, "dashboard-422")
 
     page.fill("#field-learning_rate", "0.2")
-    page.fill("#field-hidden_sizes", "128")
+    page.fill("#field-hidden_sizes", "256")
     page.select_option("#field-activation", "relu")
     page.fill("#field-batch_size", "4")
-    page.fill("#field-epochs", "12")
+    page.fill("#field-epochs", "30")  # a few seconds: long enough to watch it grow
     page.click("#submit")
     page.wait_for_selector("#loss-chart")
 
@@ -95,7 +95,7 @@ def test_train_watch_and_cancel_in_the_dashboard(
     wait_for(lambda: (running_points() or 0) > first, 60, "the curve to grow while running")
     shot(page, tmp_path, "dashboard-running")
     page.wait_for_selector("#test-accuracy", timeout=120_000)
-    assert page.locator("#epochs tr").count() == 12
+    assert page.locator("#epochs tr").count() == 30
     assert page.locator("#confusion tbody tr").count() == 10
     assert page.inner_text("#job-status") == "succeeded"
     assert page.inner_text("#test-accuracy").endswith("%")
