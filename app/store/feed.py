@@ -50,7 +50,7 @@ class FeedReader:
     async def curve(
         self, job_id: str, tenant: str, since: int, max_points: int
     ) -> dict[str, Any] | None:
-        """As JobStore.read_curve(arrays=True), awaited."""
+        """As JobStore.read_curve, awaited, with NumPy arrays (for curve.dumps)."""
         check_curve_query(since, max_points)
         if not is_job_id(job_id):
             return None

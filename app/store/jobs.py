@@ -270,12 +270,11 @@ class JobStore(StoreBase):
         return read(raw)
 
     def read_curve(
-        self, job_id: str, *, tenant: str, since: int = 0, max_points: int = 1000,
-        arrays: bool = False,
+        self, job_id: str, *, tenant: str, since: int = 0, max_points: int = 1000
     ) -> dict[str, Any] | None:
         """Losses of the iterations after `since`, downsampled to max_points; one snapshot.
-        None for an unknown job or another tenant's. `arrays`: NumPy arrays, for
-        curve.dumps (the HTTP answer), instead of lists."""
+        None for an unknown job or another tenant's. (The API awaits the same read on its
+        event loop: app.store.feed.FeedReader.curve.)"""
         check_curve_query(since, max_points)
         if not is_job_id(job_id):
             return None
@@ -285,4 +284,4 @@ class JobStore(StoreBase):
             keys=[job_keys.job, job_keys.losses, job_keys.epochs],
             args=[tenant, min(since, 2**40) * BYTES_PER_POINT],
         )
-        return curve_document(found, since, max_points, arrays) if found else None
+        return curve_document(found, since, max_points) if found else None
