@@ -54,7 +54,7 @@ test: $(DEV_STAMP)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy app worker trainer scripts
+	$(BIN)/mypy app worker trainer scripts client
 
 bench: $(DEV_STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/trainer_bench.py
