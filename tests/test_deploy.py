@@ -307,7 +307,8 @@ def test_make_test_passes_pytest_args_and_make_lint_checks_scripts(checkout: Che
     calls = checkout.make("test", "PYTEST_ARGS=-x -k deploy_marker")
     assert calls[-1] == "pytest openblas=1 -q -x -k deploy_marker"
     calls = checkout.make("lint")
-    assert calls[-2:] == ["ruff openblas= check .", "mypy openblas= app worker trainer scripts client"]
+    assert calls[-2:] == ["ruff openblas= check .",
+                          "mypy openblas= app worker trainer scripts client"]
 
 
 @needs_make
