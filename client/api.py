@@ -66,6 +66,13 @@ def _detail(response: httpx.Response) -> tuple[str, Any]:
     return str(detail if detail is not None else body), body
 
 
+def _check(response: httpx.Response) -> None:
+    """Raise DescentError for an error answer (its body read)."""
+    if response.is_error:
+        detail, body = _detail(response)
+        raise DescentError(response.status_code, detail, body)
+
+
 class Descent:
     """Descent's API with one tenant's key."""
 
@@ -86,14 +93,16 @@ class Descent:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise DescentError(0, f"cannot reach {self.url}: {exc}") from exc
-        if response.is_error:
-            detail, body = _detail(response)
-            raise DescentError(response.status_code, detail, body)
+        _check(response)
+        return response
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
         return response.json() if response.content else None
 
     # -- the API, one method per route ------------------------------------------------------
@@ -142,14 +151,7 @@ class Descent:
 
     def picture(self, job_id: str, fmt: str = "png") -> bytes:
         """The job's curve as a picture: "png" or "svg"."""
-        try:
-            response = self._http.get(f"/v1/jobs/{job_id}/curve.{fmt}")
-        except httpx.HTTPError as exc:
-            raise DescentError(0, f"cannot reach {self.url}: {exc}") from exc
-        if response.is_error:
-            detail, body = _detail(response)
-            raise DescentError(response.status_code, detail, body)
-        return response.content
+        return self._request("GET", f"/v1/jobs/{job_id}/curve.{fmt}").content
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("POST", f"/v1/jobs/{job_id}/cancel"))
@@ -172,8 +174,7 @@ class Descent:
                                  timeout=httpx.Timeout(30.0, read=60.0)) as source:
                     if source.response.is_error:
                         source.response.read()
-                        detail, body = _detail(source.response)
-                        raise DescentError(source.response.status_code, detail, body)
+                        _check(source.response)
                     failing_since, attempt = None, 0
                     for sse in source.iter_sse():
                         event = Event(sse.event, sse.id or None, json.loads(sse.data))
@@ -184,20 +185,16 @@ class Descent:
                             return
                 # Closed before `end` (the API restarting, a proxy): resume, not in a spin.
                 time.sleep(RESUME_DELAYS[0])
-            except (httpx.HTTPError, SSEError) as exc:
-                now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since > resume_for:
-                    raise DescentError(0, f"lost the stream of job {job_id}: {exc}") from exc
-                time.sleep(RESUME_DELAYS[min(attempt, len(RESUME_DELAYS) - 1)])
-                attempt += 1
-            except DescentError as exc:
-                # An API that is restarting answers 503 for a moment: keep resuming.
-                if exc.status != 503:
+            except (httpx.HTTPError, SSEError, DescentError) as exc:
+                # A dropped connection, or an API that is restarting (a 503 for a moment):
+                # resume. Any other answer is final.
+                if isinstance(exc, DescentError) and exc.status != 503:
                     raise
                 failing_since = failing_since or time.monotonic()
                 if time.monotonic() - failing_since > resume_for:
-                    raise
+                    if isinstance(exc, DescentError):
+                        raise
+                    raise DescentError(0, f"lost the stream of job {job_id}: {exc}") from exc
                 time.sleep(RESUME_DELAYS[min(attempt, len(RESUME_DELAYS) - 1)])
                 attempt += 1
 

@@ -6,6 +6,7 @@ cancelled, 4 timed out, 130 you stopped following (the job goes on).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -388,7 +389,7 @@ def watch(descent: Descent, job: dict[str, Any], timeout: float | None) -> int:
     final = job["status"]
     try:
         with Live(view.render(), console=out, refresh_per_second=8,
-                  transient=False) if view else _nothing() as live:
+                  transient=False) if view else contextlib.nullcontext() as live:
             for event in descent.follow(job_id):
                 if state.json:
                     emit(event.event, event.data, event.id)
@@ -419,14 +420,6 @@ def watch(descent: Descent, job: dict[str, Any], timeout: float | None) -> int:
         else:
             out.print(metrics_view(result))
     return EXIT_OF.get(ended["status"], FAILED)
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        return None
 
 
 def main() -> None:
