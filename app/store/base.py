@@ -18,11 +18,10 @@ from app.store.keys import TERMINAL_STATUSES, JobKeys, KeyLayout, check_status, 
 from app.store.records import (
     JobNotFound,
     check_token,
-    decode_hash,
     dumps,
     iso,
-    job_document,
     utc_now,
+    visible_job,
 )
 
 if TYPE_CHECKING:
@@ -136,10 +135,7 @@ class StoreBase:
         another tenant's job: to a tenant, those are the same."""
         if not is_job_id(job_id):
             return None
-        fields = decode_hash(self._redis.hgetall(self.keys.job(job_id).job))
-        if not fields or (tenant is not None and fields.get("tenant") != tenant):
-            return None
-        return job_document(fields)
+        return visible_job(self._redis.hgetall(self.keys.job(job_id).job), tenant)
 
     def finish(
         self,

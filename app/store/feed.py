@@ -12,7 +12,7 @@ from redis.asyncio import Redis as AsyncRedis
 from app.store import lua
 from app.store.curve import BYTES_PER_POINT, check_curve_query, curve_document
 from app.store.keys import KeyLayout, is_job_id
-from app.store.records import job_document, text
+from app.store.records import text, visible_job
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,7 @@ class FeedReader:
         """The public Job, or None when unknown or another tenant's."""
         if not is_job_id(job_id):
             return None
-        fields = {text(k): text(v) for k, v in
-                  (await self._client.hgetall(self.keys.job(job_id).job)).items()}
-        if not fields or fields.get("tenant") != tenant:
-            return None
-        return job_document(fields)
+        return visible_job(await self._client.hgetall(self.keys.job(job_id).job), tenant)
 
     async def curve(
         self, job_id: str, tenant: str, since: int, max_points: int

@@ -140,6 +140,15 @@ def job_document(fields: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def visible_job(raw: Mapping[Any, Any], tenant: str | None) -> dict[str, Any] | None:
+    """The public Job from a job hash as Redis returned it; None when there is none or,
+    given `tenant`, it is another tenant's: to a tenant, those are the same."""
+    fields = decode_hash(raw)
+    if not fields or (tenant is not None and fields.get("tenant") != tenant):
+        return None
+    return job_document(fields)
+
+
 def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
