@@ -28,6 +28,7 @@ from scripts.stack import (
     Api,
     RedisServer,
     Worker,
+    bearer,
     make_tenant,
     stack_env,
     start_api,
@@ -52,11 +53,6 @@ TENANT_QUOTAS = {"max_running_jobs": 64, "submissions_per_minute": 100_000,
                  "max_active_jobs": 100_000}
 
 Row = tuple[str, str, str, str]  # measure, value, target, verdict
-
-
-def bearer(api_key: str) -> dict[str, str]:
-    """The headers of a request that speaks for the key's tenant."""
-    return {"Authorization": f"Bearer {api_key}"}
 
 
 def make_bench_tenant(env: dict[str, str], name: str = "bench") -> str:

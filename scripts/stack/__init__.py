@@ -44,6 +44,11 @@ def stack_env(redis_url: str, **settings: str) -> dict[str, str]:
     }
 
 
+def bearer(api_key: str) -> dict[str, str]:
+    """The headers of a request that speaks for the key's tenant."""
+    return {"Authorization": f"Bearer {api_key}"}
+
+
 def make_tenant(env: dict[str, str], name: str, **quotas: int | float) -> str:
     """Make a tenant (with `quotas` of its own) on the stack's Redis and key prefix, as
     `python -m app.admin create-tenant` does, and return its API key."""
@@ -69,6 +74,7 @@ __all__ = [
     "StackError",
     "Worker",
     "accepts_connections",
+    "bearer",
     "free_port",
     "make_tenant",
     "redis_server_binary",

@@ -10,14 +10,11 @@ import redis
 from fastapi.testclient import TestClient
 
 from app.store.tenants import TenantStore
+from scripts.stack import bearer as as_key
 from tests.app.conftest import ADMIN_TOKEN, MakeClient
 
 SPIRAL = {"dataset": "spiral", "epochs": 1}
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def as_key(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def new_tenant(client: TestClient, name: str, **quotas: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from scripts.stack import (
     Api,
     RedisServer,
     Worker,
+    bearer,
     make_tenant,
     stack_env,
     start_api,
@@ -53,11 +54,6 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
-
-
-def bearer(api_key: str) -> dict[str, str]:
-    """The headers that make a request speak for the key's tenant."""
-    return {"Authorization": f"Bearer {api_key}"}
 
 
 @dataclass
