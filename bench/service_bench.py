@@ -17,7 +17,8 @@ about 5 minutes, --quick about a minute and a half. One module per measurement, 
    interleaved, plus a raw-CPU control: the same training in 1 vs 2 plain processes.
    Target: >= 1.8x.
 4. polling: 100 concurrent incremental pollers of a 100,000-iteration curve that a writer
-   thread keeps extending.
+   thread keeps extending: back to back on 1 API process, at 1 poll/s each, and back to
+   back on 2 processes (WEB_CONCURRENCY=2). Target: p99 <= 150 ms back to back.
 5. recovery: SIGKILL a whole worker (main process and pool) mid-job and start a new one;
    time from the kill until the job's progress moves again, at the default lease,
    heartbeat and reaper interval. Target: < 10 s.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -34,6 +35,21 @@ from app.store.registry import WorkerRegistry
 from app.store.tenants import KeyCheck, TenantStore
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """Once per process, when the first app has started: what exists then lives as long
+    as the process, so it is moved out of the cycle collector's sight and a full
+    collection no longer walks it. Under 100 pollers each full collection took ~75 ms
+    (every request in flight waited) about every 3 s; after this ~6 ms
+    (bench/service/polling.py). Once only: a test process makes many apps, and a frozen
+    object is never collected."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 def package_version() -> str:
@@ -60,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.registry = WorkerRegistry(client, settings.key_prefix)
         collector = StoreCollector(app.state.store, app.state.registry, settings)
         registry.register(collector)
+        _freeze_startup_objects()
         yield
         registry.unregister(collector)
         app.state.store.messages.close()

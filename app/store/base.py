@@ -51,8 +51,10 @@ def connect(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url, **CLIENT_OPTIONS)
 
 
-ASYNC_CONNECTIONS = 64  # per API process; a request waits for a free one...
-ASYNC_CONNECTION_WAIT = 10.0  # ...this many seconds at most (then it is a 503)
+# Per API process, more than the requests one process serves at once: past that, each
+# request waits on the pool's Condition (wake-ups and an unfair order) for every command.
+ASYNC_CONNECTIONS = 256
+ASYNC_CONNECTION_WAIT = 10.0  # seconds a request waits for a free one at most (then a 503)
 
 
 def connect_async(settings: Settings) -> AsyncRedis:

@@ -11,6 +11,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,14 @@ from scripts.stack import (
 )
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def _answers(url: str) -> bool:
+    """Whether the API at `url` answers /healthz with 200."""
+    try:
+        return httpx.get(f"{url}/healthz", timeout=5, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
 HIDDEN = [50]
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
@@ -184,16 +193,27 @@ class Stack:
         me.raise_for_status()
         self.tenant_id = me.json()["tenant"]["id"]
 
+    @contextlib.contextmanager
+    def more_api(self, processes: int) -> Iterator[Api]:
+        """A second API on the same store with `processes` uvicorn processes
+        (WEB_CONCURRENCY), for as long as the block runs."""
+        api = start_api({**self.env, "WEB_CONCURRENCY": str(processes)},
+                        log=self._log(f"api-{processes}.log"))
+        try:
+            wait_for(lambda: _answers(api.url), START_TIMEOUT,
+                     f"the {processes}-process API to answer /healthz", watch=[api])
+            yield api
+        finally:
+            api.stop()
+
     def _log(self, name: str) -> Path:
         path = self.workdir / name
         self.logs.append(path)
         return path
 
     def _healthy(self) -> bool:
-        try:
-            return self.http.get("/healthz").status_code == 200
-        except httpx.HTTPError:
-            return False
+        assert self.api is not None
+        return _answers(self.api.url)
 
     def start_worker(self, concurrency: int, wait: bool = True) -> Worker:
         """Stop the current worker (warm shutdown) and start one of `concurrency` pool
