@@ -13,7 +13,7 @@ from trainer.errors import (
     TrainerError,
     UnknownDataset,
 )
-from trainer.loop import TrainResult, train
+from trainer.loop import TrainResult, evaluate_test_set, overfitting, train
 from trainer.model import model_from_bytes, model_to_bytes
 from trainer.numerical import gradient_check, numerical_gradient
 from trainer.reporting import Callbacks
@@ -39,12 +39,14 @@ __all__ = [
     "catalogue",
     "dataset_info",
     "estimate_cost",
+    "evaluate_test_set",
     "gradient_check",
     "load_dataset",
     "load_npz",
     "model_from_bytes",
     "model_to_bytes",
     "numerical_gradient",
+    "overfitting",
     "planned_iterations",
     "train",
     "training_size",

@@ -29,6 +29,7 @@ from trainer.numerical import numerical_gradient
 from trainer.optim import SGD
 from trainer.reporting import Callbacks, CheckpointCadence, Clock, Reporter
 from trainer.rundata import prepare, rng_streams
+from trainer.splits import make_splits
 
 Array = np.ndarray
 
@@ -50,15 +51,20 @@ def train(
     callbacks: Callbacks | None = None,
     resume: Checkpoint | None = None,
     clock: Clock = time.monotonic,
+    *,
+    evaluate_test: bool = True,
 ) -> TrainResult:
     """Train a network on `dataset` as `config` says and evaluate the test set once, at the end.
 
+    With `evaluate_test` False (a sweep's trial) the test set is never read: the metrics'
+    `test` and `overfitting` are None; `evaluate_test_set` evaluates the chosen model later.
     Raises InvalidConfig, Diverged (the loss became non-finite or exploded; its `field`
     names the setting to blame) or Stopped (should_stop said so). A run resumed from a
     checkpoint continues bitwise identically.
     """
     config.validate()
     fit = _Fit(config, dataset, callbacks or Callbacks(), clock)
+    fit.evaluate_test = evaluate_test
     if resume is None:
         fit.start()
     else:
@@ -124,6 +130,7 @@ class _Fit:
         self.chance = chance_loss(config.loss, data.n_classes)
         self.x_batch = np.empty((config.batch_size, sizes[0]), dtype=data.x_source.dtype)
         self.gradient = self._gradient_fn()
+        self.evaluate_test = True
 
     def start(self) -> None:
         """A fresh run; initial weights that already explode the loss are refused."""
@@ -253,14 +260,18 @@ class _Fit:
 
     def result(self) -> TrainResult:
         """Evaluate the chosen model: on the training set, the validation set, and here,
-        exactly once, the test set."""
+        exactly once, the test set (unless a sweep evaluates it later, for its winner)."""
         net, data, config = self.net, self.data, self.config
         for p, best in zip(net.params, self.best.params, strict=True):
             p[...] = best
         train = evaluate(net, data.x_source, data.t_train, data.rows, self.check_stop)
         val = self.evaluate_val()
-        test = report_test_set(net, data.x_test, data.t_test, data.n_classes, self.check_stop)
-        gap = train.accuracy - test["accuracy"]
+        test = None
+        if self.evaluate_test:
+            splits = data.splits
+            test = report_test_set(
+                net, splits.x_test, splits.t_test, data.n_classes, self.check_stop
+            )
         final_loss = self.recent[-1].train_loss if self.recent else self.initial_loss
         metrics = {
             "test": test,
@@ -270,9 +281,7 @@ class _Fit:
             "epochs_run": self.epoch,
             "iterations": self.iteration,
             "early_stopped": self.epoch < config.epochs,
-            "overfitting": {
-                "gap": gap, "threshold": OVERFITTING_GAP, "flagged": gap > OVERFITTING_GAP
-            },
+            "overfitting": overfitting(train.accuracy, test),
             "duration_seconds": self.elapsed(),
         }
         warnings = learning_rate_warnings(
@@ -292,6 +301,27 @@ class _Fit:
             return net.mean_loss(x, t)
 
         return backprop if self.config.gradient == "backprop" else numerical
+
+
+def overfitting(train_accuracy: float, test: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The metrics' `overfitting`: train accuracy - test accuracy, flagged above
+    OVERFITTING_GAP; None while the test set has not been evaluated."""
+    if test is None:
+        return None
+    gap = train_accuracy - test["accuracy"]
+    return {"gap": gap, "threshold": OVERFITTING_GAP, "flagged": gap > OVERFITTING_GAP}
+
+
+def evaluate_test_set(
+    config: TrainConfig, dataset: Dataset, net: Network
+) -> dict[str, Any]:
+    """The `test` block of a model that `train(config, dataset, evaluate_test=False)` chose:
+    the same seeded split, so the same test rows, read here for the first time."""
+    config.validate()
+    split_rng = rng_streams(config.seed)[0]
+    splits = make_splits(dataset, config.validation_fraction, split_rng)
+    with np.errstate(over="ignore"):
+        return report_test_set(net, splits.x_test, splits.t_test, splits.n_classes)
 
 
 def _all_finite(arrays: list[Array]) -> bool:

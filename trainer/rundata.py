@@ -10,7 +10,7 @@ import numpy as np
 from trainer.config import TrainConfig
 from trainer.datasets import Dataset
 from trainer.errors import StopCheck
-from trainer.splits import make_splits, split_sizes
+from trainer.splits import Splits, make_splits, split_sizes
 
 Array = np.ndarray
 
@@ -44,8 +44,7 @@ class RunData:
     t_eval: Array
     x_val: Array
     t_val: Array
-    x_test: Array
-    t_test: Array
+    splits: Splits  # where the test set is read, only when it is evaluated
     n_classes: int
 
 
@@ -75,7 +74,6 @@ def prepare(
         t_eval=splits.t_train[eval_idx],
         x_val=splits.x_val,  # evaluate() casts each piece to the job's dtype
         t_val=splits.t_val,
-        x_test=splits.x_test,
-        t_test=splits.t_test,
+        splits=splits,
         n_classes=splits.n_classes,
     )

@@ -22,6 +22,10 @@ class Splits:
     The training rows are not copied: they stay in `x_source` (the dataset's own array) at
     `train_rows`, and mini-batches are gathered from there. For Fashion-MNIST that saves a
     188 MB copy per job; `x_train` makes the copy for whoever wants it.
+
+    The test set is not read at all until `x_test` or `t_test` is asked for: a sweep's
+    trials train and validate without touching it (the test of that lives in
+    tests/trainer/test_loop.py).
     """
 
     x_source: np.ndarray
@@ -29,13 +33,28 @@ class Splits:
     t_train: np.ndarray
     x_val: np.ndarray
     t_val: np.ndarray
-    x_test: np.ndarray
-    t_test: np.ndarray
+    test_source: tuple[np.ndarray, np.ndarray]  # (x, t) arrays that hold the test rows
+    test_rows: np.ndarray | None  # which rows of them (None: all, the dataset's own split)
     n_classes: int
 
     @property
     def x_train(self) -> np.ndarray:
         return self.x_source[self.train_rows]
+
+    @property
+    def x_test(self) -> np.ndarray:
+        """The test rows, read now (a C-contiguous copy)."""
+        return self._test(0)
+
+    @property
+    def t_test(self) -> np.ndarray:
+        return self._test(1)
+
+    def _test(self, which: int) -> np.ndarray:
+        source = self.test_source[which]
+        if self.test_rows is None:
+            return np.array(source, order="C", copy=True)
+        return source[self.test_rows]
 
     @property
     def n_train(self) -> int:
@@ -83,17 +102,18 @@ def make_splits(
     The test set is the dataset's own when it has one, else `held_out_test_size` samples;
     the validation set is then `split_sizes(...)[1]` of the remaining samples. The result
     depends only on the data, the fractions and the state of `rng`; every array but
-    `x_source` is a new C-contiguous copy and no sample lands in two sets.
+    `x_source` (and the test set, read only when asked for) is a new C-contiguous copy and
+    no sample lands in two sets.
     """
     x, t = dataset.x, dataset.t
+    test_rows: np.ndarray | None = None
     if dataset.x_test is not None and dataset.t_test is not None:
-        x_test = np.array(dataset.x_test, order="C", copy=True)
-        t_test = np.array(dataset.t_test, order="C", copy=True)
+        test_source = (dataset.x_test, dataset.t_test)
         pool = np.arange(len(t))
     else:
         n_test = held_out_test_size(len(t), test_fraction)
-        test_idx, pool = _stratified_take(t, np.arange(len(t)), n_test, rng)
-        x_test, t_test = x[test_idx], t[test_idx]
+        test_rows, pool = _stratified_take(t, np.arange(len(t)), n_test, rng)
+        test_source = (x, t)
     _, n_val = split_sizes(len(pool), validation_fraction)
     val_idx, train_idx = _stratified_take(t, pool, n_val, rng)
     return Splits(
@@ -102,8 +122,8 @@ def make_splits(
         t_train=t[train_idx],
         x_val=x[val_idx],
         t_val=t[val_idx],
-        x_test=x_test,
-        t_test=t_test,
+        test_source=test_source,
+        test_rows=test_rows,
         n_classes=dataset.n_classes,
     )
 

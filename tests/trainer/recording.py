@@ -65,11 +65,11 @@ class Recorder:
 
 def run(
     config: TrainConfig, dataset: Dataset = BLOBS, resume: Checkpoint | None = None,
-    **callback_options: Any,
+    evaluate_test: bool = True, **callback_options: Any,
 ) -> tuple[TrainResult, Recorder]:
     recorder = Recorder()
     result = train(config, dataset, recorder.callbacks(**callback_options), resume=resume,
-                   clock=frozen_clock)
+                   clock=frozen_clock, evaluate_test=evaluate_test)
     return result, recorder
 
 

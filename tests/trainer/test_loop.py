@@ -21,7 +21,16 @@ from tests.trainer.recording import (
     splits_of,
     tiny_dataset,
 )
-from trainer import Checkpoint, Dataset, EpochRecord, TrainConfig, load_dataset, train
+from trainer import (
+    Checkpoint,
+    Dataset,
+    EpochRecord,
+    TrainConfig,
+    evaluate_test_set,
+    load_dataset,
+    overfitting,
+    train,
+)
 from trainer import loop as loop_module
 from trainer.loop import OVERFITTING_GAP
 from trainer.metrics import evaluate, report_test_set
@@ -236,6 +245,55 @@ def test_the_test_set_is_evaluated_exactly_once_at_the_end(
     seen = [v for r in recorder.records for v in (r.train_loss, r.val_loss)]
     assert test_loss not in seen
     assert not np.isin(np.float32(test_loss), recorder.losses())
+
+
+class TrippedWire(AssertionError):
+    pass
+
+
+class Untouchable:
+    """Stands in for a test split's array: its shape may be known, its values not read."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any) -> None:
+        self.shape, self.dtype, self.ndim = shape, np.dtype(dtype), len(shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise TrippedWire("the test set was read")
+
+    def __getitem__(self, key: Any) -> Any:
+        raise TrippedWire("the test set was read")
+
+
+def untouchable_dataset() -> Dataset:
+    """blobs whose own test split raises when any of its rows or labels is read."""
+    x_test = Untouchable((37, 2), np.float32)
+    t_test = Untouchable((37,), np.int64)
+    return Dataset("untouchable", BLOBS.x, BLOBS.t, 4, x_test, t_test)  # type: ignore[arg-type]
+
+
+def test_a_trial_trains_and_validates_without_reading_a_test_row() -> None:
+    config = TrainConfig(hidden_sizes=(8,), batch_size=50, epochs=3, early_stopping_patience=1)
+    result, recorder = run(config, untouchable_dataset(), evaluate_test=False)
+
+    assert result.metrics["test"] is None and result.metrics["overfitting"] is None
+    assert result.metrics["validation"] is not None and len(recorder.records) >= 1
+    # the tripwire works: the same run that does evaluate the test set trips it
+    with pytest.raises(TrippedWire):
+        run(config, untouchable_dataset())
+
+
+@pytest.mark.parametrize("dataset", [marked_dataset(), SPIRAL], ids=["own test split", "held out"])
+def test_a_chosen_model_evaluated_later_scores_as_the_run_would_have(dataset: Dataset) -> None:
+    config = TrainConfig(hidden_sizes=(8,), batch_size=50, epochs=4, learning_rate=0.5)
+    trial, _ = run(config, dataset, evaluate_test=False)
+    whole, _ = run(config, dataset)
+
+    later = evaluate_test_set(config, dataset, Network(trial.params, "sigmoid", "cross_entropy"))
+    assert later == whole.metrics["test"]
+    assert overfitting(trial.metrics["train"]["accuracy"], later) == whole.metrics["overfitting"]
 
 
 def test_training_does_not_modify_the_dataset() -> None:
