@@ -16,6 +16,11 @@ from trainer import (
     train,
     training_size,
 )
+from trainer.cost import (
+    ELEMENTWISE_PER_SECOND,
+    gradient_check_seconds,
+    numerical_gradient_seconds,
+)
 
 MNIST = {"n_train_total": 60000, "n_features": 784, "n_classes": 10}
 
@@ -125,3 +130,38 @@ def test_checkpoint_bytes_of_the_largest_network_is_over_a_gigabyte() -> None:
     # 3 copies (weights, best weights, velocity) of 120M float32 parameters
     assert estimate.checkpoint_bytes > 1.4e9
     assert estimate_cost(TrainConfig(), **MNIST).checkpoint_bytes < 1e6  # 784-50-10: ~0.3 MB
+
+
+def numerical_part(hidden: tuple[int, ...]) -> tuple[float, float]:
+    """(flops, seconds) that gradient numerical adds to a float64 job on MNIST's shapes."""
+    backprop = estimate_cost(TrainConfig(hidden_sizes=hidden, dtype="float64"), **MNIST)
+    numerical = estimate_cost(TrainConfig(hidden_sizes=hidden, gradient="numerical"), **MNIST)
+    return numerical.flops - backprop.flops, numerical.seconds - backprop.seconds
+
+
+@pytest.mark.parametrize("hidden", [(50,), (100, 50), (30, 30, 30)])
+def test_a_numerical_job_costs_its_numerical_gradients(hidden: tuple[int, ...]) -> None:
+    _, seconds = numerical_part(hidden)
+    samples = training_size(MNIST["n_train_total"], TrainConfig()) * TrainConfig().epochs
+    sizes = (MNIST["n_features"], *hidden, MNIST["n_classes"])
+
+    assert seconds == pytest.approx(numerical_gradient_seconds(sizes, samples))
+
+
+def test_a_deep_layers_batched_products_run_at_the_matmul_rate() -> None:
+    """Layers before the last hidden one push their perturbations through the rest of the
+    network as matrix products: faster per flop than the elementwise work."""
+    flops, seconds = numerical_part((50,))  # no such layer: all elementwise
+    assert seconds == pytest.approx(flops / ELEMENTWISE_PER_SECOND)
+    flops, seconds = numerical_part((100, 50))
+    assert seconds < 0.9 * flops / ELEMENTWISE_PER_SECOND
+
+
+def test_a_gradient_check_costs_about_its_batch_size_times_one_sample() -> None:
+    sizes = (784, 100, 50, 10)
+    one, ten = gradient_check_seconds(sizes, 1), gradient_check_seconds(sizes, 10)
+
+    assert 9.5 * one < ten < 10 * one
+    assert gradient_check_seconds((784, 200, 50, 10), 10) > ten
+    assert gradient_check_seconds((784, 50, 10), 10) < ten
+    assert ten > numerical_gradient_seconds(sizes, 10)  # plus the forward and backward passes
