@@ -15,6 +15,7 @@ Array = np.ndarray
 
 H = 1e-4
 CHUNK_ELEMENTS = 1 << 16  # 512 KiB of float64 per working array: stays in cache
+TINY = 1e-30  # the scale of an array whose gradients are all zero
 
 
 def numerical_gradient(
@@ -93,15 +94,28 @@ def _numerical_gradient(
 
 
 def gradient_check(net: Network, x: Array, t: Array, h: float = H) -> list[float]:
-    """Relative error |backprop - numerical| / max(|backprop| + |numerical|, tiny) per array."""
+    """The largest relative error (see relative_errors) of each parameter array."""
     _, analytic = net.gradient(x, t)
     analytic = [g.copy() for g in analytic]
     numeric = numerical_gradient(net, x, t, h)
-    errors = []
-    for a, n in zip(analytic, numeric, strict=True):
-        scale = max(float(np.abs(a).max() + np.abs(n).max()), 1e-30)
-        errors.append(float(np.abs(a - n).max() / scale))
-    return errors
+    return [
+        float(relative_errors(a, n).max()) for a, n in zip(analytic, numeric, strict=True)
+    ]
+
+
+def relative_errors(analytic: Array, numeric: Array) -> Array:
+    """|a - n| / max(max|a| + max|n|, tiny) per element: each element's error relative to
+    the scale of its whole array (both shaped like one parameter array).
+
+    Not |a - n| / (|a| + |n|) element by element: a correct backprop would then fail a
+    1e-6 test wherever a gradient is near zero: central differences carry an absolute
+    error that does not shrink with the gradient. Measured at the initial weights of a
+    784-30-30-30-10 sigmoid network on a batch of 10 Fashion-MNIST images, a first-layer
+    element of 3.5e-10 (the array's largest: 2e-3) gave 3e-4 element by element; this
+    way the worst element is 6e-10.
+    """
+    scale = max(float(np.abs(analytic).max() + np.abs(numeric).max()), TINY)
+    return np.abs(analytic - numeric) / scale
 
 
 def _output_layer(
