@@ -12,6 +12,7 @@ from app.api.wording import did_you_mean
 from app.settings import Settings
 from trainer import (
     DatasetError,
+    DatasetInfo,
     InvalidConfig,
     TrainConfig,
     UnknownDataset,
@@ -38,17 +39,9 @@ def admit(spec: JobSpec, settings: Settings, max_job_seconds: float | None = Non
         max_job_seconds, limit_name = settings.max_job_seconds, "DESCENT_MAX_JOB_SECONDS"
     else:
         limit_name = "your quota max_job_seconds"
-    try:
-        info = dataset_info(spec.dataset, settings.data_dir)
-    except UnknownDataset as exc:
-        message = f"{exc}{did_you_mean(spec.dataset, BUILTIN_NAMES)}"
-        return Admission([field_error("dataset", message, spec.dataset)])
-    except DatasetError as exc:
-        return Admission([field_error("dataset", str(exc), spec.dataset)])
-    if not info.available:
-        hint = described(info, settings)["hint"]
-        message = f"dataset {spec.dataset!r} is not available here: {hint}"
-        return Admission([field_error("dataset", message, spec.dataset)])
+    info, errors = usable_dataset(spec.dataset, settings)
+    if info is None:
+        return Admission(errors)
     config = TrainConfig.from_dict(spec.stored_spec())
     try:
         config.validate(training_size(info.n_train, config))
@@ -97,6 +90,26 @@ def admit(spec: JobSpec, settings: Settings, max_job_seconds: float | None = Non
         )
         return Admission([field_error("epochs", message, spec.epochs, "iteration_limit")])
     return Admission([], estimate.iterations)
+
+
+def usable_dataset(
+    name: str, settings: Settings
+) -> tuple[DatasetInfo, list[dict[str, Any]]] | tuple[None, list[dict[str, Any]]]:
+    """The catalogue entry of the dataset a request names, or (None, the 422 entry on
+    `dataset`): unknown (with the name probably meant), unreadable, or not available here
+    (with how to make it so)."""
+    try:
+        info = dataset_info(name, settings.data_dir)
+    except UnknownDataset as exc:
+        message = f"{exc}{did_you_mean(name, BUILTIN_NAMES)}"
+        return None, [field_error("dataset", message, name)]
+    except DatasetError as exc:
+        return None, [field_error("dataset", str(exc), name)]
+    if not info.available:
+        hint = described(info, settings)["hint"]
+        message = f"dataset {name!r} is not available here: {hint}"
+        return None, [field_error("dataset", message, name)]
+    return info, []
 
 
 def _either(options: list[str]) -> str:
