@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         gt=0,
         description="A job whose cost estimate exceeds this many seconds is refused.",
     )
+    max_inline_seconds: float = Field(
+        default=10,
+        gt=0,
+        description="A request the API computes itself (POST /v1/gradient-check) whose "
+        "estimate exceeds this many seconds is refused.",
+    )
     task_soft_time_limit: float = Field(
         default=3600,
         gt=0,

@@ -26,7 +26,7 @@ from app.api.errors import (
 )
 from app.api.events import EventHub
 from app.api.monitoring import HttpMetrics, StoreCollector
-from app.api.routes import admin, datasets, events, health, jobs, me, metrics, pictures
+from app.api.routes import admin, datasets, events, gradcheck, health, jobs, me, metrics, pictures
 from app.settings import Settings, get_settings
 from app.store.base import connect, connect_async
 from app.store.feed import FeedReader
@@ -104,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(pictures.router)
     app.include_router(datasets.router)
+    app.include_router(gradcheck.router)
     app.include_router(me.router)
     app.include_router(admin.router)
     app.include_router(health.router)

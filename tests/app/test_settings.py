@@ -32,6 +32,7 @@ def test_defaults_are_consistent() -> None:
     assert settings.visibility_timeout > settings.task_time_limit > settings.task_soft_time_limit
     assert settings.heartbeat_seconds < settings.lease_seconds
     assert settings.max_body_bytes == 1_000_000
+    assert settings.max_inline_seconds == 10
 
 
 def test_redis_url_is_read_from_REDIS_URL_without_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,6 +55,7 @@ def test_REDIS_URL_wins_over_a_prefixed_one(monkeypatch: pytest.MonkeyPatch) -> 
         ("DESCENT_DATA_DIR", "/srv/data", "data_dir", "/srv/data"),
         ("DESCENT_MAX_BODY_BYTES", "2000", "max_body_bytes", 2000),
         ("DESCENT_MAX_JOB_SECONDS", "60.5", "max_job_seconds", 60.5),
+        ("DESCENT_MAX_INLINE_SECONDS", "2.5", "max_inline_seconds", 2.5),
         ("DESCENT_MAX_ITERATIONS", "1000", "max_iterations", 1000),
         ("DESCENT_MAX_CHECKPOINT_BYTES", "0", "max_checkpoint_bytes", 0),
         ("DESCENT_MAX_WEIGHTS_BYTES", "4096", "max_weights_bytes", 4096),
@@ -134,6 +136,7 @@ def test_unknown_DESCENT_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) 
         ({"DESCENT_MAX_BODY_BYTES": "0"}, "max_body_bytes"),
         ({"DESCENT_MAX_BODY_BYTES": "lots"}, "max_body_bytes"),
         ({"DESCENT_MAX_JOB_SECONDS": "-1"}, "max_job_seconds"),
+        ({"DESCENT_MAX_INLINE_SECONDS": "0"}, "max_inline_seconds"),
         ({"DESCENT_MAX_ATTEMPTS": "0"}, "max_attempts"),
         ({"DESCENT_JOB_TTL_SECONDS": "0"}, "job_ttl_seconds"),
         ({"DESCENT_KEY_PREFIX": ""}, "key_prefix"),
