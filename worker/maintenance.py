@@ -15,6 +15,7 @@ from app.store.base import UNREACHABLE
 from app.store.keys import queue_key
 from app.store.reaper import Reaper
 from app.store.registry import WorkerRegistry
+from app.store.sweeps import SweepStore
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +36,12 @@ def redis_restarted_lately(reaper: Reaper, settings: Settings) -> bool:
         return False
 
 
-def reap_once(reaper: Reaper, settings: Settings, *, after_outage: bool = False) -> list[str]:
-    """Re-queue jobs whose message is gone, repair the fair queue, and prune expired jobs
-    from the indexes; return the ids sent a new message.
+def reap_once(
+    reaper: Reaper, settings: Settings, *, after_outage: bool = False,
+    sweeps: SweepStore | None = None,
+) -> list[str]:
+    """Re-queue jobs whose message is gone, repair the fair queue, prune expired jobs
+    from the indexes and advance the active sweeps; return the ids sent a new message.
 
     A running job whose lease lapsed lost its worker: it ends cancelled if it asked to,
     fails with worker_lost once its attempts are used up, and otherwise goes back to
@@ -65,11 +69,26 @@ def reap_once(reaper: Reaper, settings: Settings, *, after_outage: bool = False)
             logger.warning("job %s: its worker is gone; the job ends %s", job_id, outcome)
     reaper.repair_fair_queue()
     reaper.prune_indexes()
+    advance_sweeps(sweeps or SweepStore.from_settings(settings, reaper.client), settings)
     return requeued
+
+
+def advance_sweeps(sweeps: SweepStore, settings: Settings) -> None:
+    """Advance every active sweep: what a process that died between a trial's end and its
+    sweep's advance left undone. A winner's test evaluation that has not reported back is
+    sent again once the broker queue is empty (it is idempotent)."""
+    idle = sweeps.client.llen(queue_key(settings.key_prefix)) == 0
+    for sweep_id in sweeps.active():
+        try:
+            sweeps.advance(sweep_id,
+                           resend_after=settings.queued_requeue_seconds if idle else None)
+        except Exception:
+            logger.exception("sweep %s: could not advance", sweep_id)
 
 
 def _loop(name: str, settings: Settings) -> None:
     reaper = Reaper.from_settings(settings)
+    sweeps = SweepStore.from_settings(settings, reaper.client)
     registry = WorkerRegistry(reaper.client, settings.key_prefix)
     interval = min(settings.heartbeat_seconds, settings.reaper_interval_seconds)
     clock = time.monotonic
@@ -90,7 +109,8 @@ def _loop(name: str, settings: Settings) -> None:
             if clock() >= next_reap:
                 next_reap = clock() + settings.reaper_interval_seconds
                 if registry.try_lock_reaper(name, settings.reaper_interval_seconds):
-                    reap_once(reaper, settings, after_outage=clock() < quiet_until)
+                    reap_once(reaper, settings, after_outage=clock() < quiet_until,
+                              sweeps=sweeps)
         except UNREACHABLE as exc:  # an outage: one line when it starts, not a trace a beat
             if not outage:
                 logger.warning("worker maintenance: Redis is unreachable (%s); retrying", exc)

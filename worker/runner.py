@@ -19,6 +19,7 @@ from app.store.base import UNREACHABLE
 from app.store.keys import TERMINAL_STATUSES
 from app.store.leases import LeaseHolder
 from app.store.records import LeaseLost
+from app.store.sweeps import SweepStore
 from trainer import (
     Callbacks,
     Checkpoint,
@@ -65,9 +66,13 @@ class JobRunner:
     """
 
     def __init__(
-        self, holder: LeaseHolder, settings: Settings, job_id: str, *, train_fn: TrainFn = train
+        self, holder: LeaseHolder, settings: Settings, job_id: str, *, train_fn: TrainFn = train,
+        sweeps: SweepStore | None = None,
     ) -> None:
         self.holder = holder
+        self.sweeps = sweeps  # a sweep's trial asks it at each epoch's end: pruned?
+        self.sweep_id: str | None = None  # set when the job turns out to be a sweep's trial
+        self._pruned: str | None = None  # why the median rule ended this trial
         self.settings = settings
         self.job_id = job_id
         self.token = new_token()
@@ -108,6 +113,7 @@ class JobRunner:
         job = self._store(lambda: self.holder.get_job(self.job_id))
         if job is None:
             return "unknown job"
+        self.sweep_id = job.get("sweep_id")
         if job["status"] in TERMINAL_STATUSES:
             return f"already {job['status']}"
         if not self._take_lease():
@@ -236,17 +242,24 @@ class JobRunner:
             per_epoch = estimate.iterations // config.epochs
             callbacks = self._callbacks(progress, checkpoints, per_epoch)
             try:
-                result = self._train(config, dataset, callbacks, resume=resume)
+                # A sweep's trial never reads its test set: the sweep evaluates its winner's.
+                result = self._train(config, dataset, callbacks, resume=resume,
+                                     evaluate_test=self.sweep_id is None)
             finally:
                 self.flush_pending()
+            if self._pruned is not None:  # pruned at the last epoch's end
+                raise Stopped(result.metrics["iterations"])
             weights, weights_warnings = self._weights_to_keep(result, config)
         except Stopped:
             if self._lost:
                 return "lease lost to another worker"
+            status = "cancelled" if self._pruned is None else "pruned"
+            warnings = None if self._pruned is None else [self._pruned]
             if self._store(
-                lambda: self.holder.finish(self.job_id, "cancelled", token=self.token)
+                lambda: self.holder.finish(self.job_id, status, token=self.token,
+                                           warnings=warnings)
             ):
-                return "cancelled"
+                return status
             return "ended elsewhere"  # e.g. the reaper ended it during an outage
         except Diverged as exc:
             return self._fail("diverged", str(exc))
@@ -283,6 +296,18 @@ class JobRunner:
         now = self._written.progress or {}
         holder, job_id, token = self.holder, self.job_id, self.token
         self._store(lambda: holder.record_iterations(job_id, token, first, losses, now))
+
+    def _judge(self, epoch: int, row: dict[str, Any]) -> None:
+        """A sweep's trial, at an epoch's end: does its median rule prune it? (From the
+        epoch rows in Redis; the run stops before its next mini-batch.)"""
+        sweeps, sweep_id = self.sweeps, self.sweep_id
+        if sweeps is None or sweep_id is None or self._pruned is not None:
+            return
+        prune, why = self._store(lambda: sweeps.prune_verdict(sweep_id, self.job_id, epoch, row))
+        if prune:
+            logger.info("job %s: %s", self.job_id, why)
+            self._pruned = why
+            self._halt.set()
 
     def _checkpoints_fit(self, size: int) -> bool:
         """Whether the job's checkpoints fit the budget; if not, the job says so at once."""
@@ -353,6 +378,7 @@ class JobRunner:
                 )
             ):
                 self._halt.set()
+            self._judge(record.epoch, row)
 
         def on_checkpoint(checkpoint: Checkpoint) -> None:
             blob = checkpoint.to_bytes()

@@ -7,10 +7,12 @@ from functools import lru_cache
 
 from app.settings import get_settings
 from app.store.leases import LeaseHolder
-from app.store.queue import TRAIN_TASK
+from app.store.queue import EVALUATE_TASK, TRAIN_TASK
+from app.store.sweeps import SweepStore
+from trainer import TrainConfig, evaluate_test_set, model_from_bytes, overfitting
 from worker.celery_app import celery_app
 from worker.outage import RedisOutage
-from worker.runner import JobRunner
+from worker.runner import JobRunner, cached_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +23,12 @@ def lease_holder() -> LeaseHolder:
     return LeaseHolder.from_settings(get_settings())
 
 
+@lru_cache(maxsize=1)
+def sweep_store() -> SweepStore:
+    """The sweeps' role, on the lease holder's connection pool."""
+    return SweepStore.from_settings(get_settings(), lease_holder().client)
+
+
 @celery_app.task(
     name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True
 )
@@ -28,11 +36,50 @@ def train_job(job_id: str) -> str:
     """Run one attempt of the job. Nothing is retried here: bad input, divergence and time
     limits end the job; a Redis outage is waited out inside the run; a lost worker comes
     back by redelivery or the reaper."""
+    runner = JobRunner(lease_holder(), get_settings(), job_id, sweeps=sweep_store())
     try:
-        outcome = JobRunner(lease_holder(), get_settings(), job_id).run()
+        outcome = runner.run()
     except RedisOutage as exc:
         # The lease lapses; once Redis is back the reaper re-queues the job.
         logger.error("job %s: %s; leaving it to the reaper", job_id, exc)
         return "redis outage"
     logger.info("job %s: %s", job_id, outcome)
+    if runner.sweep_id is not None:
+        # The trial has ended (or was already): its sweep makes the next trial, or picks
+        # its winner. If this fails, the reaper advances every active sweep.
+        try:
+            sweep_store().advance(runner.sweep_id)
+        except Exception:
+            logger.exception("sweep %s: could not advance; the reaper will", runner.sweep_id)
+    return outcome
+
+
+@celery_app.task(
+    name=EVALUATE_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
+def evaluate_sweep_winner(sweep_id: str) -> str:
+    """Evaluate a sweep winner's test set, once in effect: a redelivered message finds the
+    result recorded and does nothing."""
+    sweeps = sweep_store()
+    owed = sweeps.winner_to_evaluate(sweep_id)
+    if owed is None:
+        return "nothing owed"
+    tenant, job_id = owed["tenant"], owed["winner"]["job_id"]
+    job = sweeps.get_job(job_id, tenant=tenant)
+    weights = sweeps.load_weights(job_id, tenant=tenant)
+    metrics = sweeps.get_metrics(job_id, tenant=tenant)
+    if job is None or weights is None or metrics is None:
+        why = ("the winner's trained model was not kept (over DESCENT_MAX_WEIGHTS_BYTES, "
+               "or expired)")
+        sweeps.fail_evaluation(sweep_id, why)
+        return f"failed: {why}"
+    settings = get_settings()
+    config = TrainConfig.from_dict(job["spec"])
+    dataset = cached_dataset(job["spec"]["dataset"], settings.data_dir)
+    test = evaluate_test_set(config, dataset, model_from_bytes(weights))
+    recorded = sweeps.record_test(
+        sweep_id, test, overfitting(metrics["train"]["accuracy"], test)
+    )
+    outcome = "test evaluated" if recorded else "recorded already"
+    logger.info("sweep %s: winner %s: %s", sweep_id, job_id, outcome)
     return outcome

@@ -29,6 +29,7 @@ class Admission:
 
     errors: list[dict[str, Any]]
     iterations: int | None = None
+    seconds: float | None = None  # the run's estimated duration
 
 
 def admit(spec: JobSpec, settings: Settings, max_job_seconds: float | None = None) -> Admission:
@@ -89,7 +90,7 @@ def admit(spec: JobSpec, settings: Settings, max_job_seconds: float | None = Non
             "larger batch_size"
         )
         return Admission([field_error("epochs", message, spec.epochs, "iteration_limit")])
-    return Admission([], estimate.iterations)
+    return Admission([], estimate.iterations, estimate.seconds)
 
 
 def usable_dataset(

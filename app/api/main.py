@@ -26,12 +26,23 @@ from app.api.errors import (
 )
 from app.api.events import EventHub
 from app.api.monitoring import HttpMetrics, StoreCollector
-from app.api.routes import admin, datasets, events, gradcheck, health, jobs, me, metrics, pictures
+from app.api.routes import (
+    admin,
+    datasets,
+    events,
+    gradcheck,
+    health,
+    jobs,
+    me,
+    metrics,
+    pictures,
+    sweeps,
+)
 from app.settings import Settings, get_settings
 from app.store.base import connect, connect_async
 from app.store.feed import FeedReader
-from app.store.jobs import JobStore
 from app.store.registry import WorkerRegistry
+from app.store.sweeps import SweepStore
 from app.store.tenants import KeyCheck, TenantStore
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
@@ -66,7 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = connect(settings)
         app.state.settings = settings
-        app.state.store = JobStore.from_settings(settings, client)
+        # SweepStore is a JobStore with sweeps: the jobs' routes and the sweeps' share it.
+        app.state.store = SweepStore.from_settings(settings, client)
         app.state.tenants = TenantStore.from_settings(settings, client)
         # What the API awaits on its event loop: the key check and the event stream.
         async_client = connect_async(settings)
@@ -105,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pictures.router)
     app.include_router(datasets.router)
     app.include_router(gradcheck.router)
+    app.include_router(sweeps.router)
     app.include_router(me.router)
     app.include_router(admin.router)
     app.include_router(health.router)

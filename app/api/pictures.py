@@ -124,3 +124,80 @@ def render(job: dict[str, Any], curve: dict[str, Any], fmt: str) -> bytes:
         figure.savefig(buffer, format=fmt,
                        metadata={"Software": None} if fmt == "png" else None)
     return buffer.getvalue()
+
+
+def render_sweep(sweep: dict[str, Any], rows: dict[int, dict[int, dict[str, Any]]],
+                 fmt: str) -> bytes:
+    """Every trial's objective per epoch (the validation curves), the winner strong and
+    labelled, pruned and failed trials dashed and grey; the leaderboard's order in the
+    legend (best first, at most 12 named)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    objective = sweep["objective"]
+    percent = objective == "val_accuracy"
+    label = "validation accuracy (%)" if percent else "validation loss"
+    winner = (sweep["winner"] or {}).get("trial")
+    figure = Figure(figsize=(9, 5.6), dpi=110, layout="constrained")
+    axes = figure.subplots()
+    name = sweep["name"] or f"sweep {sweep['id'][:8]}"
+    test = sweep.get("test")
+    told = f" · winner's test accuracy {100 * test['accuracy']:.2f}%" if test else ""
+    figure.suptitle(f"{name}: {sweep['status']} · {sweep['trial_count']} trials, "
+                    f"{sweep['method']} · {objective}{told}", fontsize=11)
+    colours = matplotlib.colormaps["viridis"]
+    trials = sweep["trials"] or []
+    shown_names = {view["trial"] for view in trials[:12]}
+    finite: list[float] = []
+    for rank, view in enumerate(trials):
+        epochs = rows.get(view["trial"], {})
+        points = [(e, row.get(objective)) for e, row in sorted(epochs.items())
+                  if isinstance(row.get(objective), int | float)
+                  and math.isfinite(row[objective])]
+        if not points:
+            continue
+        x, y = zip(*points, strict=True)
+        y = tuple(100 * v for v in y) if percent else y
+        finite.extend(y)
+        params = ", ".join(f"{k} {_short(v)}" for k, v in view["params"].items())
+        text = f"#{view['trial']} {params} ({view['status']})"
+        if view["trial"] == winner:
+            axes.plot(x, y, "o-", color="#c0392b", lw=2.6, ms=6, zorder=5,
+                      label=f"winner {text}")
+            axes.annotate("winner", (x[-1], y[-1]), textcoords="offset points",
+                          xytext=(6, 4), color="#c0392b", fontsize=9, fontweight="bold")
+        elif view["status"] in ("pruned", "failed", "cancelled"):
+            axes.plot(x, y, "x--", color="#9e9e9e", lw=1.0, ms=4, alpha=0.8,
+                      label=text if view["trial"] in shown_names else None)
+        else:
+            colour = colours(rank / max(1, len(trials) - 1) * 0.85)
+            axes.plot(x, y, ".-", color=colour, lw=1.3, ms=5, alpha=0.9,
+                      label=text if view["trial"] in shown_names else None)
+    if not finite:
+        axes.text(0.5, 0.5, "no trial has finished an epoch yet", transform=axes.transAxes,
+                  ha="center", va="center", color="#777777")
+    elif not percent and min(finite) > 0 and max(finite) / min(finite) > 30:
+        axes.set_yscale("log")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(label)
+    axes.grid(alpha=0.3)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="lower right" if percent else "upper right", fontsize=8,
+                    title="best first", title_fontsize=8)
+    buffer = io.BytesIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        figure.savefig(buffer, format=fmt,
+                       metadata={"Software": None} if fmt == "png" else None)
+    return buffer.getvalue()
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "-".join(str(v) for v in value)
+    return str(value)

@@ -160,6 +160,8 @@ class Job(BaseModel):
     attempts: int
     warnings: list[str]
     error: JobError | None
+    sweep_id: str | None = Field(default=None, description="The sweep this job is a trial of.")
+    trial: int | None = Field(default=None, description="Its trial number in that sweep.")
 
 
 class JobList(BaseModel):
@@ -217,14 +219,17 @@ class Overfitting(BaseModel):
 
 
 class Metrics(BaseModel):
-    test: TestMetrics | None = Field(description="Evaluated once, on the chosen model.")
+    test: TestMetrics | None = Field(
+        description="Evaluated once, on the chosen model; null for a sweep's trial that did "
+        "not win.")
     train: LossAccuracy
     validation: LossAccuracy | None
     best_epoch: int
     epochs_run: int
     iterations: int
     early_stopped: bool
-    overfitting: Overfitting
+    overfitting: Overfitting | None = Field(
+        description="null for a sweep's trial whose test set was not evaluated.")
     duration_seconds: float
 
 

@@ -7,7 +7,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import redis
 
@@ -84,7 +84,7 @@ class JobStore(StoreBase):
         self._read_curve = self._script(lua.READ_CURVE)
 
     @classmethod
-    def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> JobStore:
+    def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> Self:
         store = super().from_settings(settings, client)
         store.idempotency_ttl = settings.idempotency_ttl_seconds
         return store
@@ -105,6 +105,8 @@ class JobStore(StoreBase):
         idempotency_key: str | None = None,
         iterations: int | None = None,
         quotas: Mapping[str, int | float] | None = None,
+        job_id: str | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Store a queued job of `tenant` and dispatch it, or put it in the tenant's waiting
         line when its max_running_jobs slots are taken; return (job, True). A known
@@ -113,14 +115,17 @@ class JobStore(StoreBase):
         `quotas` (max_active_jobs, submissions_per_minute; none when None) it raises
         QuotaExceeded. One atomic script: concurrent retries create one job, and a job
         exists only with its message sent or its place in the line. `iterations`, when
-        known, is the run's total for the job's progress."""
+        known, is the run's total for the job's progress. `job_id`: an id chosen (and
+        claimed) beforehand, by a sweep, which also gives `extra` hash fields (sweep_id,
+        trial); it must not be a job's already."""
         if not isinstance(spec, dict):
             raise TypeError(f"spec must be a dict, got {type(spec).__name__}")
         if idempotency_key is not None and not idempotency_key:
             raise ValueError(f"idempotency_key must be non-empty, got {idempotency_key!r}")
-        job_id = uuid.uuid4().hex
+        job_id = job_id or uuid.uuid4().hex
         print_ = fingerprint(spec, name)
-        new_fields = new_job_fields(job_id, spec, name, self._now(), iterations)
+        new_fields = {**new_job_fields(job_id, spec, name, self._now(), iterations),
+                      **(extra or {})}
         fields = {**new_fields, "message": self.messages.for_job(job_id)}
         job_keys = self.keys.job(job_id)
         # Without a key its KEYS slot (the idempotency key) is never read; any key name will do.

@@ -47,6 +47,17 @@ Every key lives under ``{prefix}:``:
     submissions, for ``submissions_per_minute``.
 ``stats:durations`` (hash), ``stats:iterations`` (string)
     monitoring counts that the ending transition adds to (app.store.stats).
+``sweep:{id}`` (hash)
+    id, tenant, name, status, spec (json: the sweep as submitted, defaults filled in),
+    trials (json: each trial's params and iterations), created_at, started_at,
+    finished_at, cancel_requested, winner (json), test (json), error (json),
+    evaluation ("" / "sent" / "done") and evaluation_sent_at (unix seconds).
+    Trials (jobs) carry sweep_id and trial in their own hash.
+``sweep:{id}:jobs`` (hash: trial number -> job id): the trials made so far; each is
+    claimed here before its job is created with that id (app.store.sweeps).
+``sweep:{id}:lock`` (string with a PX TTL): one process at a time advances the sweep.
+``tenant:{tid}:sweeps`` (sorted set, score = creation time in ms): the tenant's sweeps.
+``sweeps:active`` (set): sweeps not yet ended, which the reaper advances as a safety net.
 ``workers`` (sorted set)
     member = a worker's name, score = the unix time it last said it was alive.
 ``reaper:lock`` (string with a PX TTL): one worker at a time looks for lost jobs.
@@ -64,9 +75,12 @@ import re
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "pruned"]
 STATUSES: tuple[Status, ...] = get_args(Status)
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+# "pruned": a sweep's trial stopped early by its sweep's median rule (app.sweeps).
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "pruned"})
+SweepStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+SWEEP_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 # What JobKeys.all() holds before the status indexes, in order (app.store.lua's KEYS).
 FIXED_JOB_KEY_NAMES = ("job", "losses", "epochs", "metrics", "checkpoint", "lease",
                        "expiring", "stats_durations", "stats_iterations", "queue")
@@ -218,6 +232,23 @@ class KeyLayout:
 
     def tenant_submissions(self, tenant_id: str) -> str:
         return f"{self.tenant(tenant_id)}:submissions"
+
+    # Sweeps (app.store.sweeps).
+    def sweep(self, sweep_id: str) -> str:
+        return f"{self.prefix}:sweep:{sweep_id}"
+
+    def sweep_jobs(self, sweep_id: str) -> str:
+        return f"{self.sweep(sweep_id)}:jobs"
+
+    def sweep_lock(self, sweep_id: str) -> str:
+        return f"{self.sweep(sweep_id)}:lock"
+
+    def tenant_sweeps(self, tenant_id: str) -> str:
+        return f"{self.tenant(tenant_id)}:sweeps"
+
+    @property
+    def active_sweeps(self) -> str:
+        return f"{self.prefix}:sweeps:active"
 
     def job(self, job_id: str) -> JobKeys:
         base = f"{self.job_prefix}{job_id}"

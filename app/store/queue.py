@@ -18,11 +18,12 @@ from app.settings import Settings
 from app.store.keys import QUEUE, broker_prefix, queue_key
 
 __all__ = [
-    "DELIVERY_TAG", "QUEUE", "TRAIN_TASK", "TaskMessages", "broker_prefix", "celery_config",
-    "make_celery", "queue_key",
+    "DELIVERY_TAG", "EVALUATE_TASK", "QUEUE", "TRAIN_TASK", "TaskMessages", "broker_prefix",
+    "celery_config", "make_celery", "queue_key",
 ]
 
 TRAIN_TASK = "descent.train_job"
+EVALUATE_TASK = "descent.evaluate_sweep_winner"  # a sweep winner's one test evaluation
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -86,9 +87,13 @@ class TaskMessages:
         self._connection = Connection("memory://")
 
     def for_job(self, job_id: str) -> bytes:
+        return self.for_task(TRAIN_TASK, [job_id], job_id)
+
+    def for_task(self, name: str, args: list[Any], task_id: str) -> bytes:
+        """The message of task `name` with `args`, its delivery tag DELIVERY_TAG."""
         with _memory_lock:
             self._celery.send_task(
-                TRAIN_TASK, args=[job_id], queue=_MEMORY_QUEUE, task_id=job_id,
+                name, args=args, queue=_MEMORY_QUEUE, task_id=task_id,
                 connection=self._connection,
             )
             message = self._connection.default_channel._get(_MEMORY_QUEUE)

@@ -137,6 +137,8 @@ def job_document(fields: Mapping[str, str]) -> dict[str, Any]:
         "attempts": int(fields.get("attempts") or 0),
         "warnings": json.loads(fields.get("warnings") or "[]"),
         "error": json.loads(error) if error else None,
+        "sweep_id": fields.get("sweep_id"),
+        "trial": int(fields["trial"]) if fields.get("trial") else None,
     }
 
 

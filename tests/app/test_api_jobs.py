@@ -30,7 +30,7 @@ SPEC_DEFAULTS = {
     "seed": 0,
 }
 JOB_FIELDS = {"id", "name", "status", "spec", "created_at", "started_at", "finished_at",
-              "progress", "cancel_requested", "attempts", "warnings", "error"}
+              "progress", "cancel_requested", "attempts", "warnings", "error", "sweep_id", "trial"}
 
 
 def submit(client: TestClient, spec: dict[str, Any] | None = None, **headers: str) -> Any:

@@ -144,7 +144,7 @@ def test_a_cancel_stops_the_run_within_a_few_batches_without_waiting_for_a_flush
     checks = {"count": 0, "cancelled_at": 0, "stopped_at": 0}
 
     def train_and_cancel_at_batch_30(config: Any, dataset: Any, callbacks: Any,
-                                     resume: Any = None) -> Any:
+                                     resume: Any = None, **options: Any) -> Any:
         halted = callbacks.should_stop
 
         def should_stop() -> bool:
@@ -158,7 +158,7 @@ def test_a_cancel_stops_the_run_within_a_few_batches_without_waiting_for_a_flush
             return False
 
         return train(config, dataset, replace(callbacks, should_stop=should_stop),
-                     resume=resume)
+                     resume=resume, **options)
 
     runner = JobRunner(store, rare_flushes, job_id, train_fn=train_and_cancel_at_batch_30)
     assert runner.run() == "cancelled"
@@ -285,7 +285,7 @@ def test_a_lease_that_lapsed_unseen_is_taken_back_and_the_run_goes_on(
     dropped: list[int] = []
 
     def train_losing_the_lease_once(config: Any, dataset: Any, callbacks: Any,
-                                    resume: Any = None) -> Any:
+                                    resume: Any = None, **options: Any) -> Any:
         report = callbacks.on_iterations
 
         def on_iterations(first: int, losses: Any) -> None:
@@ -295,7 +295,7 @@ def test_a_lease_that_lapsed_unseen_is_taken_back_and_the_run_goes_on(
             report(first, losses)
 
         return train(config, dataset, replace(callbacks, on_iterations=on_iterations),
-                     resume=resume)
+                     resume=resume, **options)
 
     runner = JobRunner(store, settings, job_id, train_fn=train_losing_the_lease_once)
     assert runner.run() == "succeeded"

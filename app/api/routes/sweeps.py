@@ -1,0 +1,146 @@
+"""Sweeps: submit, list, read (with the leaderboard), cancel, and the overlay picture."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+
+from app.api import pictures
+from app.api.auth import UNAUTHORIZED, PrincipalDep, tenant_of
+from app.api.deps import DefaultQuotasDep, SettingsDep
+from app.api.errors import unprocessable
+from app.api.schemas import ErrorDetail, Unprocessable
+from app.api.sweep_admission import admit_sweep
+from app.api.sweep_schemas import Sweep, SweepList, SweepSpec
+from app.store.sweeps import SweepAlreadyEnded, SweepNotFound, SweepStore
+
+router = APIRouter(
+    prefix="/v1/sweeps", tags=["sweeps"], dependencies=[Depends(tenant_of)],
+    responses=UNAUTHORIZED,
+)
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorDetail, "description": "No such sweep"}
+}
+
+
+def get_sweeps(request: Request) -> SweepStore:
+    store: SweepStore = request.app.state.store
+    return store
+
+
+SweepsDep = Annotated[SweepStore, Depends(get_sweeps)]
+
+
+def _not_found(sweep_id: str) -> HTTPException:
+    shown = sweep_id if len(sweep_id) <= 64 else sweep_id[:64] + "…"
+    return HTTPException(status_code=404, detail=f"sweep {shown!r} not found")
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=Sweep,
+    responses={
+        413: {"model": ErrorDetail, "description": "Body too large"},
+        422: {"model": Unprocessable, "description": "Invalid sweep; each entry names the "
+              "field (base.*, space.*, trials, ...) and the value"},
+    },
+)
+def submit_sweep(
+    spec: SweepSpec,
+    response: Response,
+    sweeps: SweepsDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    defaults: DefaultQuotasDep,
+) -> Any:
+    """Validate the sweep and its every trial, store it and make its first trials (at
+    most `max_concurrent` unfinished at once), which the fair queue dispatches as jobs."""
+    quotas = principal.tenant.quotas(defaults)
+    verdict = admit_sweep(spec, settings, quotas)
+    if verdict.errors:
+        return unprocessable(verdict.errors)
+    stored = {**spec.model_dump(), "estimated_seconds": verdict.estimated_seconds}
+    sweep = sweeps.create_sweep(stored, verdict.trials, tenant=principal.tenant.id,
+                                name=spec.name)
+    response.headers["Location"] = f"/v1/sweeps/{sweep['id']}"
+    return sweep
+
+
+@router.get("", response_model=SweepList)
+def list_sweeps(
+    sweeps: SweepsDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=40, pattern=r"^[0-9]+$")] = None,
+) -> Any:
+    """The tenant's sweeps, newest first (without their leaderboards)."""
+    items, next_cursor = sweeps.list_sweeps(tenant=principal.tenant.id, limit=limit,
+                                            cursor=cursor)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/{sweep_id}", response_model=Sweep, responses=NOT_FOUND)
+def get_sweep(sweep_id: str, sweeps: SweepsDep, principal: PrincipalDep) -> Any:
+    """The sweep and its leaderboard: every trial, best first by the objective at its
+    chosen epoch; the winner and its test metrics once known."""
+    sweep = sweeps.get_sweep(sweep_id, tenant=principal.tenant.id)
+    if sweep is None:
+        raise _not_found(sweep_id)
+    return sweep
+
+
+@router.post(
+    "/{sweep_id}/cancel",
+    status_code=202,
+    response_model=Sweep,
+    responses={**NOT_FOUND,
+               409: {"model": ErrorDetail, "description": "The sweep has already ended"}},
+)
+def cancel_sweep(sweep_id: str, sweeps: SweepsDep, principal: PrincipalDep) -> Any:
+    """Cancel the trials that have not ended; the sweep ends `cancelled` once they have."""
+    try:
+        return sweeps.request_cancel_sweep(sweep_id, tenant=principal.tenant.id)
+    except SweepNotFound as exc:
+        raise _not_found(sweep_id) from exc
+    except SweepAlreadyEnded as exc:
+        raise HTTPException(
+            status_code=409, detail=f"sweep {sweep_id} cannot be cancelled: it already "
+            f"ended {exc.status}") from exc
+
+
+def _picture(sweep_id: str, fmt: str, sweeps: SweepStore, tenant: str) -> Response:
+    sweep = sweeps.get_sweep(sweep_id, tenant=tenant)
+    if sweep is None:
+        raise _not_found(sweep_id)
+    done = sweep["status"] in ("succeeded", "failed", "cancelled")
+    key = f"sweep:{sweep_id}"
+    body = pictures.cached(key, fmt) if done else None
+    if body is None:
+        rows = sweeps.trial_rows(sweep_id, tenant=tenant)
+        body = pictures.render_sweep(sweep, rows, fmt)
+        if done:
+            pictures.keep(key, fmt, body)
+    cache = "private, max-age=86400" if done else "no-store"
+    return Response(body, media_type=pictures.FORMATS[fmt], headers={"Cache-Control": cache})
+
+
+def _picture_responses(media: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {media: {"schema": {"type": "string", "format": "binary"}}},
+                  "description": "Every trial's validation curve, the winner marked"},
+            **NOT_FOUND}
+
+
+@router.get("/{sweep_id}/plot.png", response_class=Response,
+            responses=_picture_responses("image/png"))
+def sweep_png(sweep_id: str, sweeps: SweepsDep, principal: PrincipalDep) -> Response:
+    """Every trial's objective per epoch, the winner marked (PNG)."""
+    return _picture(sweep_id, "png", sweeps, principal.tenant.id)
+
+
+@router.get("/{sweep_id}/plot.svg", response_class=Response,
+            responses=_picture_responses("image/svg+xml"))
+def sweep_svg(sweep_id: str, sweeps: SweepsDep, principal: PrincipalDep) -> Response:
+    """Every trial's objective per epoch, the winner marked (SVG)."""
+    return _picture(sweep_id, "svg", sweeps, principal.tenant.id)
