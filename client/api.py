@@ -156,6 +156,12 @@ class Descent:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("POST", f"/v1/jobs/{job_id}/cancel"))
 
+    def gradient_check(self, **body: Any) -> dict[str, Any]:
+        """Backprop against central differences at a network's initial weights, computed by
+        the API: body fields dataset, hidden_sizes, activation, loss, batch_size,
+        weight_init_std, seed."""
+        return dict(self._call("POST", "/v1/gradient-check", json=body))
+
     # -- following -----------------------------------------------------------------------
 
     def follow(self, job_id: str, max_points: int = 1000, last_event_id: str | None = None,

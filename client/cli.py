@@ -1,7 +1,8 @@
 """`descent`: Descent from a terminal (typer + rich), through the public HTTP API.
 
-Exit codes: 0 succeeded (or done), 1 the job failed, 2 usage or HTTP error, 3 the job was
-cancelled, 4 timed out, 130 you stopped following (the job goes on).
+Exit codes: 0 succeeded (or done), 1 the job failed (or a gradient check disagreed), 2 usage
+or HTTP error, 3 the job was cancelled, 4 timed out, 130 you stopped following (the job goes
+on).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ KEY_FILE = Path(".run") / "api-key"  # what `make run` writes
 SPARKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 48  # characters of the sparkline of the curve
 EPOCH_ROWS = 12  # the live view's last epochs
+AGREE = 1e-6  # a gradient check agrees at or below this relative error (the API's verdict)
 
 app = typer.Typer(
     help="Descent, gradient descent as a service: train small networks and watch them learn.",
@@ -263,6 +265,77 @@ def follow(
     with client() as descent:
         job = call(lambda: descent.job(job_id))
         raise typer.Exit(watch(descent, job, timeout))
+
+
+@app.command()
+def gradcheck(
+    dataset: Annotated[str, typer.Option(help="A dataset name.", show_default=False)],
+    hidden: Annotated[list[int] | None, typer.Option(
+        help="A hidden layer's width; repeat for more layers.  [default: 50]",
+        show_default=False)] = None,
+    activation: Annotated[str | None, typer.Option(help="sigmoid or relu.")] = None,
+    loss: Annotated[str | None, typer.Option(help="cross_entropy or sum_squares.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="[default: 10]")] = None,
+    seed: Annotated[int | None, typer.Option(help="A job's seed: its initial weights and "
+                                             "first batch.")] = None,
+    weight_init_std: Annotated[float | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One line of JSON on stdout, for scripts.")] = False,
+) -> None:
+    """Check backprop against central differences at a network's initial weights
+    (exit 1 if they disagree)."""
+    options = {"dataset": dataset, "hidden_sizes": hidden or None, "activation": activation,
+               "loss": loss, "batch_size": batch_size, "seed": seed,
+               "weight_init_std": weight_init_std}
+    body = {name: value for name, value in options.items() if value is not None}
+    with client() as descent:
+        result = call(lambda: descent.gradient_check(**body))
+    if state.json or as_json:
+        emit("gradient_check", result)
+    else:
+        out.print(gradcheck_view(body, result))
+    raise typer.Exit(OK if result["agree"] else FAILED)
+
+
+def gradcheck_view(body: dict[str, Any], result: dict[str, Any]) -> Group:
+    layers = "-".join(str(n) for n in body.get("hidden_sizes", [50]))
+    checked = (f"gradient check: {body['dataset']}, hidden {layers} "
+               f"{body.get('activation', 'sigmoid')}, {body.get('loss', 'cross_entropy')}, "
+               f"batch {body.get('batch_size', 10)}, seed {body.get('seed', 0)}")
+    table = Table("parameter", "shape", "max relative error", "mean relative error")
+    for column in table.columns[2:]:
+        column.justify = "right"
+    for p in result["parameters"]:
+        shade = "green" if p["max_relative_error"] <= AGREE else "red"
+        table.add_row(p["name"], " x ".join(str(n) for n in p["shape"]),
+                      f"[{shade}]{p['max_relative_error']:.2e}[/]",
+                      f"{p['mean_relative_error']:.2e}")
+    worst = result["max_relative_error"]
+    if result["agree"]:
+        verdict = f"[bold green]agree[/]: max relative error {worst:.2e} <= {AGREE:g}"
+    else:
+        verdict = f"[bold red]disagree[/]: max relative error {worst:.2e} > {AGREE:g}"
+    numerical, backprop = result["numerical_seconds"], result["backprop_seconds"]
+    lines = Table(show_header=False, box=None)
+    lines.add_row("verdict", verdict)
+    lines.add_row("h", f"{result['h']:g} (central differences, float64)")
+    lines.add_row("numerical gradient", duration(numerical))
+    ratio = numerical / backprop if backprop > 0 else None
+    lines.add_row("backprop", duration(backprop) + (
+        "" if ratio is None else f", {ratio:,.0f}x faster" if ratio >= 10
+        else f", {ratio:.1f}x faster"))
+    if not result["agree"] and body.get("activation") == "relu":
+        lines.add_row("", "[dim]relu has a kink at 0: central differences across it are "
+                      "wrong, and small weights put pre-activations near it; sigmoid or the "
+                      "default weight_init_std tell that from a bug[/]")
+    return Group(Text(checked, style="bold"), table, lines)
+
+
+def duration(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    ms = seconds * 1000
+    return f"{ms:.0f} ms" if ms >= 100 else f"{ms:.1f} ms" if ms >= 10 else f"{ms:.2f} ms"
 
 
 # -- the live view --------------------------------------------------------------------------

@@ -146,3 +146,47 @@ def test_following_survives_an_api_restart(redis_server: RedisServer, tmp_path: 
         total = service.full_curve(job_id)["total"]
         assert iterations(events) == list(range(1, total + 1))
         assert events[-1]["event"] == "metrics"
+
+
+def test_gradcheck_as_json_exits_0_when_backprop_agrees(service: Service) -> None:
+    result = descent(service, "gradcheck", "--dataset", "digits", "--hidden", "10", "--json")
+
+    assert result.returncode == 0, result.stderr
+    [line] = lines(result.stdout)
+    assert line["event"] == "gradient_check"
+    check = line["data"]
+    assert check["agree"] is True and check["max_relative_error"] <= 1e-6
+    assert [(p["name"], p["shape"]) for p in check["parameters"]] == [
+        ("W1", [64, 10]), ("b1", [10]), ("W2", [10, 10]), ("b2", [10])]
+
+
+def test_gradcheck_shows_each_array_the_verdict_and_the_timings(service: Service) -> None:
+    result = descent(service, "gradcheck", "--dataset", "spiral", "--hidden", "8",
+                     "--hidden", "4", "--loss", "sum_squares", "--seed", "2")
+
+    assert result.returncode == 0, result.stderr
+    for seen in ("spiral, hidden 8-4 sigmoid, sum_squares, batch 10, seed 2", "W1", "2 x 8",
+                 "b3", "agree: max relative error", "numerical gradient", "x faster"):
+        assert seen in result.stdout, (seen, result.stdout)
+
+
+def test_gradcheck_exits_1_when_backprop_and_central_differences_disagree(
+    service: Service,
+) -> None:
+    # relu with the book's tiny weights: the second layer's pre-activations lie within h
+    # of the kink, where central differences are wrong (a disagreement, not a bug).
+    result = descent(service, "--json", "gradcheck", "--dataset", "digits", "--hidden", "10",
+                     "--hidden", "10", "--activation", "relu", "--weight-init-std", "0.01")
+
+    assert result.returncode == 1, result.stderr
+    assert lines(result.stdout)[0]["data"]["agree"] is False
+
+
+def test_a_refused_gradcheck_exits_2_with_the_estimate_and_the_field(service: Service) -> None:
+    result = descent(service, "gradcheck", "--dataset", "digits", "--hidden", "256",
+                     "--hidden", "256", "--batch-size", "1000", "--json")
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "estimated at" in result.stderr and "DESCENT_MAX_INLINE_SECONDS" in result.stderr
+    assert "use batch_size" in result.stderr
