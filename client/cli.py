@@ -325,9 +325,9 @@ def gradcheck_view(body: dict[str, Any], result: dict[str, Any]) -> Group:
         "" if ratio is None else f", {ratio:,.0f}x faster" if ratio >= 10
         else f", {ratio:.1f}x faster"))
     if not result["agree"] and body.get("activation") == "relu":
-        lines.add_row("", "[dim]relu has a kink at 0: central differences across it are "
-                      "wrong, and small weights put pre-activations near it; sigmoid or the "
-                      "default weight_init_std tell that from a bug[/]")
+        lines.add_row("", "[dim]relu: central differences are wrong where a pre-activation "
+                      "lies within about h of the kink at 0 (likelier with small weights); if "
+                      "another --seed or sigmoid agrees, that was it[/]")
     return Group(Text(checked, style="bold"), table, lines)
 
 
