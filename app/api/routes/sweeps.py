@@ -73,9 +73,13 @@ def list_sweeps(
     sweeps: SweepsDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=40, pattern=r"^[0-9]+$")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=r"^[1-9][0-9]{0,17}$", description="The next_cursor of an earlier page"),
+    ] = None,
 ) -> Any:
-    """The tenant's sweeps, newest first (without their leaderboards)."""
+    """The tenant's sweeps, newest first (without their leaderboards); pass `next_cursor`
+    back as `cursor` for the next page."""
     items, next_cursor = sweeps.list_sweeps(tenant=principal.tenant.id, limit=limit,
                                             cursor=cursor)
     return {"items": items, "next_cursor": next_cursor}
