@@ -140,3 +140,18 @@ class Sweep(BaseModel):
 class SweepList(BaseModel):
     items: list[Sweep]
     next_cursor: str | None
+
+
+class TrialCurve(BaseModel):
+    trial: int
+    job_id: str
+    status: Status
+    epochs: list[int]
+    values: list[float | None] = Field(description="The objective at each of those epochs.")
+
+
+class SweepCurves(BaseModel):
+    objective: str
+    status: SweepStatus
+    winner: int | None = Field(description="The winning trial, once known.")
+    trials: list[TrialCurve] = Field(description="The trials made so far, in trial order.")

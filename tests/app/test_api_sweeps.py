@@ -251,6 +251,10 @@ def test_list_and_picture(client: TestClient, worker: FakeWorker) -> None:
     assert [s["id"] for s in rest["items"]] == [first["id"]] and rest["next_cursor"] is None
     worker.start(trial_jobs(first)[0])
     worker.epoch(trial_jobs(first)[0], row(1, 0.5, 0.7))
+    curves = client.get(f"/v1/sweeps/{first['id']}/curves").json()
+    assert curves["objective"] == "val_accuracy" and curves["winner"] is None
+    assert [(t["trial"], t["epochs"], t["values"]) for t in curves["trials"]] == [
+        (0, [1], [0.7]), (1, [], [])]
     picture = client.get(f"/v1/sweeps/{first['id']}/plot.png")
     assert picture.status_code == 200 and picture.content.startswith(b"\x89PNG")
     assert picture.headers["cache-control"] == "no-store"  # it is still running
@@ -263,7 +267,8 @@ def test_another_tenants_sweep_is_a_404(
     sweep = submit(client)
     other = make_client()
     other.headers["Authorization"] = f"Bearer {tenants.create_tenant('bob')[1]}"
-    for method, path in [("get", ""), ("post", "/cancel"), ("get", "/plot.png")]:
+    for method, path in [("get", ""), ("post", "/cancel"), ("get", "/plot.png"),
+                         ("get", "/curves")]:
         answer = getattr(other, method)(f"/v1/sweeps/{sweep['id']}{path}")
         assert answer.status_code == 404, (path, answer.text)
         assert answer.json() == {"detail": f"sweep {sweep['id']!r} not found"}

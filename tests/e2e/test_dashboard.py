@@ -113,3 +113,44 @@ def test_train_watch_and_cancel_in_the_dashboard(
     page.goto(f"{service.api.url}/ui/#/")
     page.wait_for_selector(f"tr.job[data-id='{job_id}']")
     shot(page, tmp_path, "dashboard-list")
+
+
+def test_a_sweeps_page_shows_its_leaderboard_chart_and_the_winners_test(
+    service: Service, page: Any, tmp_path: Path
+) -> None:
+    body = {"name": "dashboard rates",
+            "base": {"dataset": "digits", "hidden_sizes": [32], "batch_size": 32, "epochs": 6},
+            "method": "grid", "space": {"learning_rate": {"values": [0.00001, 0.1, 0.5, 10.0]}},
+            "max_concurrent": 2}
+    answer = service.client.post("/v1/sweeps", json=body)
+    assert answer.status_code == 202, answer.text
+    sweep_id = answer.json()["id"]
+    key = service.client.headers["Authorization"].split()[1]
+    page.goto(service.api.url + "/ui/")
+    page.fill("#api-key", key)
+    page.click("button[type=submit]")
+    page.wait_for_selector(f"#sweeps tr[data-id='{sweep_id}']")
+    page.click(f"#sweeps tr[data-id='{sweep_id}']")
+
+    page.wait_for_selector("#sweep-status [data-status=succeeded]", timeout=180_000)
+    page.wait_for_selector("#sweep-test-accuracy")
+    sweep = service.client.get(f"/v1/sweeps/{sweep_id}").json()
+    rows = page.query_selector_all("#leaderboard tr")
+    assert [int(r.get_attribute("data-trial")) for r in rows] == [
+        t["trial"] for t in sweep["trials"]]  # best first, as the API ranks them
+    assert rows[0].get_attribute("class") == "job winner"
+    assert page.get_attribute("#sweep-chart", "data-trials") == "4"
+    accuracy = page.inner_text("#sweep-test-accuracy")
+    assert accuracy == f"{100 * sweep['test']['accuracy']:.2f}%"
+    notes = page.inner_text("#leaderboard")
+    assert "may be too small" in notes  # the rate of 0.00001 barely moved the loss
+    shot(page, tmp_path, "dashboard-sweep")
+
+    # A losing trial's page says why it has no test metrics, and links back.
+    loser = sweep["trials"][-1]
+    page.click(f"#leaderboard tr[data-trial='{loser['trial']}']")
+    page.wait_for_selector("#sweep-link")
+    if loser["status"] == "succeeded":
+        page.wait_for_selector("#no-test")
+    page.click("#sweep-link")
+    page.wait_for_selector("#leaderboard tr")

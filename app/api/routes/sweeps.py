@@ -1,4 +1,5 @@
-"""Sweeps: submit, list, read (with the leaderboard), cancel, and the overlay picture."""
+"""Sweeps: submit, list, read (with the leaderboard), cancel, the trials' curves and the
+overlay picture."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from app.api.deps import DefaultQuotasDep, SettingsDep
 from app.api.errors import unprocessable
 from app.api.schemas import ErrorDetail, Unprocessable
 from app.api.sweep_admission import admit_sweep
-from app.api.sweep_schemas import Sweep, SweepList, SweepSpec
+from app.api.sweep_schemas import Sweep, SweepCurves, SweepList, SweepSpec
 from app.store.sweeps import SweepAlreadyEnded, SweepNotFound, SweepStore
+from app.sweeps import objective_at
 
 router = APIRouter(
     prefix="/v1/sweeps", tags=["sweeps"], dependencies=[Depends(tenant_of)],
@@ -112,6 +114,29 @@ def cancel_sweep(sweep_id: str, sweeps: SweepsDep, principal: PrincipalDep) -> A
         raise HTTPException(
             status_code=409, detail=f"sweep {sweep_id} cannot be cancelled: it already "
             f"ended {exc.status}") from exc
+
+
+@router.get("/{sweep_id}/curves", response_model=SweepCurves, responses=NOT_FOUND)
+def sweep_curves(sweep_id: str, sweeps: SweepsDep, principal: PrincipalDep) -> Any:
+    """Each made trial's objective per epoch: what the overlay picture and the dashboard's
+    chart draw."""
+    tenant = principal.tenant.id
+    sweep = sweeps.get_sweep(sweep_id, tenant=tenant)
+    if sweep is None:
+        raise _not_found(sweep_id)
+    rows = sweeps.trial_rows(sweep_id, tenant=tenant)
+    objective = sweep["objective"]
+    trials = []
+    for view in sorted(sweep["trials"], key=lambda v: v["trial"]):
+        if view["job_id"] is None:
+            continue
+        epochs = sorted(rows.get(view["trial"], {}).items())
+        trials.append({"trial": view["trial"], "job_id": view["job_id"],
+                       "status": view["status"],
+                       "epochs": [epoch for epoch, _ in epochs],
+                       "values": [objective_at(row, objective) for _, row in epochs]})
+    return {"objective": objective, "status": sweep["status"],
+            "winner": (sweep["winner"] or {}).get("trial"), "trials": trials}
 
 
 def _picture(sweep_id: str, fmt: str, sweeps: SweepStore, tenant: str) -> Response:
