@@ -21,6 +21,7 @@ import httpx
 from httpx_sse import SSEError, connect_sse
 
 TERMINAL = ("succeeded", "failed", "cancelled", "pruned")
+SWEEP_TERMINAL = ("succeeded", "failed", "cancelled")
 RESUME_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)  # between attempts to resume a dropped stream
 
 
@@ -124,15 +125,17 @@ class Descent:
     def jobs(self, status: str | None = None, limit: int | None = None,
              page_size: int = 100) -> Iterator[dict[str, Any]]:
         """Your jobs, newest first, page after page (at most `limit` of them)."""
+        return self._paged("/v1/jobs", {"status": status} if status else {}, limit, page_size)
+
+    def _paged(self, path: str, params: dict[str, Any], limit: int | None, page_size: int
+               ) -> Iterator[dict[str, Any]]:
         cursor: str | None = None
         given = 0
         while True:
-            params: dict[str, Any] = {"limit": page_size}
-            if status:
-                params["status"] = status
+            params = {**params, "limit": page_size}
             if cursor:
                 params["cursor"] = cursor
-            page = self._call("GET", "/v1/jobs", params=params)
+            page = self._call("GET", path, params=params)
             for item in page["items"]:
                 if limit is not None and given >= limit:
                     return
@@ -161,6 +164,28 @@ class Descent:
         the API: body fields dataset, hidden_sizes, activation, loss, batch_size,
         weight_init_std, seed."""
         return dict(self._call("POST", "/v1/gradient-check", json=body))
+
+    def submit_sweep(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call("POST", "/v1/sweeps", json=body))
+
+    def sweep(self, sweep_id: str) -> dict[str, Any]:
+        """The sweep with its leaderboard (trials best first), winner and test metrics."""
+        return dict(self._call("GET", f"/v1/sweeps/{sweep_id}"))
+
+    def sweeps(self, limit: int | None = None, page_size: int = 100
+               ) -> Iterator[dict[str, Any]]:
+        """Your sweeps, newest first, without their leaderboards."""
+        return self._paged("/v1/sweeps", {}, limit, min(page_size, 100))
+
+    def sweep_curves(self, sweep_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/sweeps/{sweep_id}/curves"))
+
+    def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/v1/sweeps/{sweep_id}/cancel"))
+
+    def sweep_picture(self, sweep_id: str, fmt: str = "png") -> bytes:
+        """Every trial's validation curve, the winner marked: "png" or "svg"."""
+        return self._request("GET", f"/v1/sweeps/{sweep_id}/plot.{fmt}").content
 
     # -- following -----------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """`descent`: Descent from a terminal (typer + rich), through the public HTTP API.
 
-Exit codes: 0 succeeded (or done), 1 the job failed (or a gradient check disagreed), 2 usage
-or HTTP error, 3 the job was cancelled, 4 timed out, 130 you stopped following (the job goes
-on).
+Exit codes: 0 succeeded (or done), 1 the job (or sweep) failed, or a gradient check
+disagreed, 2 usage or HTTP error, 3 cancelled (or pruned), 4 timed out, 130 you stopped
+following (the job goes on). The sweep commands live in client/sweep_cli.py.
 """
 
 from __future__ import annotations
@@ -392,12 +392,16 @@ def metrics_view(result: dict[str, Any]) -> Group:
     if test:
         lines.add_row("test accuracy", f"[bold]{test['accuracy']:.2%}[/] on {test['n']} "
                       f"examples (loss {test['loss']:.4f})")
+    else:
+        lines.add_row("test", "[dim]not evaluated: a sweep's trial; the sweep evaluates "
+                      "its winner's test set, once[/]")
     lines.add_row("train accuracy", f"{result['train']['accuracy']:.2%}")
     if result.get("validation"):
         lines.add_row("validation accuracy", f"{result['validation']['accuracy']:.2%}")
     gap = result["overfitting"]
-    lines.add_row("overfitting gap", f"{gap['gap']:+.2%} (train - test)"
-                  + ("  [yellow]overfitting[/]" if gap["flagged"] else ""))
+    if gap:
+        lines.add_row("overfitting gap", f"{gap['gap']:+.2%} (train - test)"
+                      + ("  [yellow]overfitting[/]" if gap["flagged"] else ""))
     lines.add_row("best epoch", f"{result['best_epoch']} of {result['epochs_run']}"
                   + (" (stopped early)" if result.get("early_stopped") else ""))
     lines.add_row("duration", f"{result['duration_seconds']:.1f} s")
@@ -496,6 +500,8 @@ def watch(descent: Descent, job: dict[str, Any], timeout: float | None) -> int:
 
 
 def main() -> None:
+    from client import sweep_cli  # noqa: F401  (registers the sweep commands on `app`)
+
     try:
         app()
     except KeyboardInterrupt:
@@ -503,5 +509,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m client.cli` runs this file as __main__, a second copy of the module: run
+    # the importable one, on whose `app` client.sweep_cli registers its commands.
+    from client.cli import main as run
+
+    run()
 

@@ -190,3 +190,49 @@ def test_a_refused_gradcheck_exits_2_with_the_estimate_and_the_field(service: Se
     assert result.stdout == ""
     assert "estimated at" in result.stderr and "DESCENT_MAX_INLINE_SECONDS" in result.stderr
     assert "use batch_size" in result.stderr
+
+
+SWEEP = {"name": "cli rates",
+         "base": {"dataset": "digits", "hidden_sizes": [32], "activation": "relu",
+                  "batch_size": 32, "epochs": 3},
+         "method": "grid", "space": {"learning_rate": {"values": [0.00001, 0.2]}},
+         "max_concurrent": 2}
+
+
+def test_sweep_follow_as_json_ends_with_the_winners_test(service: Service, tmp_path: Path
+                                                         ) -> None:
+    spec = tmp_path / "sweep.json"
+    spec.write_text(json.dumps(SWEEP))
+    result = descent(service, "--json", "sweep", str(spec), "--follow")
+
+    assert result.returncode == 0, result.stderr
+    snapshots = [e["data"] for e in lines(result.stdout)]
+    assert all(e["event"] == "sweep" for e in lines(result.stdout))
+    assert snapshots[0]["status"] == "queued" and snapshots[-1]["status"] == "succeeded"
+    final = snapshots[-1]
+    assert final["winner"]["params"] == {"learning_rate": 0.2}
+    assert final["test"]["accuracy"] > 0.5
+    sweep_id = final["id"]
+
+    listed = descent(service, "--json", "sweeps")
+    assert sweep_id in [e["data"]["id"] for e in lines(listed.stdout)]
+    board = descent(service, "leaderboard", sweep_id)
+    assert board.returncode == 0, board.stderr
+    for seen in ("cli rates", "succeeded", "learning_rate 0.2", "winner: trial 1",
+                 "test accuracy", "barely"):
+        assert seen in board.stdout, (seen, board.stdout)
+    picture = tmp_path / "sweep.png"
+    plotted = descent(service, "sweep-plot", sweep_id, "-o", str(picture))
+    assert plotted.returncode == 0 and picture.read_bytes().startswith(b"\x89PNG")
+    loser = next(t for t in final["trials"] if t["trial"] == 0)
+    shown = descent(service, "metrics", loser["job_id"])
+    assert shown.returncode == 0 and "not evaluated: a sweep's trial" in shown.stdout
+
+
+def test_a_bad_sweep_exits_2_naming_the_field(service: Service, tmp_path: Path) -> None:
+    spec = tmp_path / "sweep.json"
+    spec.write_text(json.dumps({**SWEEP, "space": {"learning_rate": {"values": [0.1, 99]}}}))
+    result = descent(service, "sweep", str(spec))
+
+    assert result.returncode == 2
+    assert "space.learning_rate.values[1]" in result.stderr and "99" in result.stderr
