@@ -36,6 +36,8 @@ from client.cli import (
 SWEEP_EXIT = {"succeeded": OK, "failed": FAILED, "cancelled": CANCELLED}
 POLL = 1.0  # seconds between two reads of a followed sweep
 BOARD_ROWS = 20  # the leaderboard's rows on screen (the best)
+NOTE_WIDTH = 24  # characters of a trial's note in the leaderboard, at least
+NOTE_LINES = 3
 
 
 @app.command()
@@ -182,6 +184,10 @@ def value(objective: str, number: float | None) -> str:
     return f"{number:.2%}" if objective == "val_accuracy" else f"{number:.4f}"
 
 
+def clip(text: str, length: int) -> str:
+    return text if len(text) <= length else text[: length - 1].rstrip() + "…"
+
+
 def params_text(params: dict[str, Any]) -> str:
     def short(v: Any) -> str:
         return "-".join(map(str, v)) if isinstance(v, list) else f"{v:g}" if isinstance(
@@ -199,9 +205,17 @@ def board_view(found: dict[str, Any]) -> Group:
         f"[bold]{found['name'] or 'sweep ' + found['id'][:8]}[/] {colour(found['status'])}"
         f"  {found['trial_count']} trials ({found['method']}), {told}")
     trials = found["trials"] or []
-    table = Table("#", "trial", "params", "status", "best epoch", objective, "epochs", "notes",
+    short = {"val_accuracy": "val acc", "val_loss": "val loss"}.get(objective, objective)
+    table = Table("#", "trial", "params", "status", "best at", short, "ran",
                   title=None if len(trials) <= BOARD_ROWS
-                  else f"the best {BOARD_ROWS} of {len(trials)}", title_justify="left")
+                  else f"the best {BOARD_ROWS} of {len(trials)}", title_justify="left",
+                  caption=f"best at: the epoch whose model the trial keeps (least validation "
+                  f"loss); {short}: {objective} there; ran: epochs run", caption_justify="left")
+    for column in table.columns:
+        column.no_wrap = True
+    # At most NOTE_LINES lines a note (the whole of it: leaderboard --json, or the job).
+    width = max(NOTE_WIDTH, out.width - 80)
+    table.add_column("notes", max_width=width)
     winner = (found["winner"] or {}).get("trial")
     for rank, trial in enumerate(trials[:BOARD_ROWS], start=1):
         note = (f"[red]{trial['error']['code']}[/]: {trial['error']['message']}"
@@ -211,8 +225,7 @@ def board_view(found: dict[str, Any]) -> Group:
                       str(trial["trial"]), params_text(trial["params"]),
                       colour(trial["status"]), str(trial["best_epoch"] or ""),
                       value(objective, trial["objective_value"]), str(trial["epochs_run"]),
-                      Text.from_markup(note[:160] + ("…" if len(note) > 160 else "")),
-                      style=style)
+                      Text.from_markup(clip(note, NOTE_LINES * width - 8)), style=style)
     parts: list[Any] = [head, table]
     if found["winner"]:
         w = found["winner"]

@@ -9,7 +9,11 @@ from trainer.config import TrainConfig
 from trainer.errors import Diverged
 
 EXPLODE_FACTOR = 100.0  # a loss this many times above its start (or chance) has diverged
-BARELY_MOVED = 0.01  # a relative loss decrease below this over a run warns of a tiny rate
+# A relative decrease of the training loss below this over a whole run warns of a tiny rate.
+# Measured: Fashion-MNIST, 784-50-10 sigmoid, 5 epochs (2,700 iterations): lr 1e-4 moved the
+# loss 3.7% and ended at chance (2.29 against ln 10 = 2.30; 17% validation accuracy), while
+# every rate from 1e-3 to 10 moved it by 17% or more.
+BARELY_MOVED = 0.05
 # A relative drop per epoch above this in each of a run's last three epochs (two, if it ran
 # only three) warns that it stopped too soon. The book's settings on digits (sigmoid [50],
 # lr 0.1, batch 100, 10 epochs: 69% test accuracy) still fall by 1.4%, 1.5% and 1.7%;

@@ -141,7 +141,7 @@ def render_sweep(sweep: dict[str, Any], rows: dict[int, dict[int, dict[str, Any]
     percent = objective == "val_accuracy"
     label = "validation accuracy (%)" if percent else "validation loss"
     winner = (sweep["winner"] or {}).get("trial")
-    figure = Figure(figsize=(9, 5.6), dpi=110, layout="constrained")
+    figure = Figure(figsize=(11, 5.6), dpi=110, layout="constrained")
     axes = figure.subplots()
     name = sweep["name"] or f"sweep {sweep['id'][:8]}"
     test = sweep.get("test")
@@ -167,8 +167,6 @@ def render_sweep(sweep: dict[str, Any], rows: dict[int, dict[int, dict[str, Any]
         if view["trial"] == winner:
             axes.plot(x, y, "o-", color="#c0392b", lw=2.6, ms=6, zorder=5,
                       label=f"winner {text}")
-            axes.annotate("winner", (x[-1], y[-1]), textcoords="offset points",
-                          xytext=(6, 4), color="#c0392b", fontsize=9, fontweight="bold")
         elif view["status"] in ("pruned", "failed", "cancelled"):
             axes.plot(x, y, "x--", color="#9e9e9e", lw=1.0, ms=4, alpha=0.8,
                       label=text if view["trial"] in shown_names else None)
@@ -185,9 +183,9 @@ def render_sweep(sweep: dict[str, Any], rows: dict[int, dict[int, dict[str, Any]
     axes.set_ylabel(label)
     axes.grid(alpha=0.3)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(loc="lower right" if percent else "upper right", fontsize=8,
-                    title="best first", title_fontsize=8)
+    if axes.get_legend_handles_labels()[0]:  # beside the chart: never over a curve
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                    title="trials, best first", title_fontsize=8, frameon=False)
     buffer = io.BytesIO()
     with matplotlib.rc_context({"svg.fonttype": "none"}):
         figure.savefig(buffer, format=fmt,
