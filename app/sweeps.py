@@ -62,6 +62,15 @@ def random_trials(dimensions: Sequence[Dimension], trials: int, seed: int) -> li
     return [{d.field: d.draw(rng) for d in dimensions} for _ in range(trials)]
 
 
+def dispatch_order(method: str, count: int, seed: int) -> list[int]:
+    """The order a sweep makes its trials in. A grid's is shuffled, seeded: in product
+    order one corner of the space would run first, and the median rule judges each trial
+    against the trials that ran before it. Random draws are in random order already."""
+    if method != "grid":
+        return list(range(count))
+    return [int(i) for i in np.random.default_rng(seed).permutation(count)]
+
+
 def objective_at(row: Mapping[str, Any] | None, objective: str) -> float | None:
     """The objective in an epoch row; None when absent or not a number."""
     if row is None:

@@ -3,7 +3,7 @@ from a killed worker and a crashed Redis, and what tenancy costs, side by side.
 
     python bench/service_bench.py [--quick]
         [--only overhead,latency,scaling,polling,recovery,redis,auth,burst,followers,
-               dashboard]
+               dashboard,sweeps]
 
 Starts its own redis-server, Celery worker(s) and API (uvicorn, 1 process) on 127.0.0.1
 with the shared dev harness (scripts.stack), measures in one run, prints the figures next
@@ -35,6 +35,10 @@ about 5 minutes, --quick about a minute and a half. One module per measurement, 
    commands per flush, which must not grow with the followers.
 9. dashboard: a 100,000-point job's page in Debian's chromium (Playwright): when the curve
    arrived and how long it took to draw, from the browser's performance marks.
+10. sweeps: a 16-trial grid on 2 worker processes, wall time against the ideal (target:
+   efficiency >= 0.85); the same grid with median stopping (target: >= 30% of the
+   trial-epochs saved, the same winner); submit latency of a 64-trial grid and the
+   leaderboard's read p50/p99.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ from bench.service import (  # noqa: E402
     recovery,
     redis_restart,
     scaling,
+    sweeps,
     tenancy,
 )
 from bench.service.harness import HIDDEN, NORMAL, QUICK, Row, Stack, Workload, scan_logs  # noqa: E402
@@ -74,7 +79,7 @@ from bench.service.signals import ignore_signals, interruptible  # noqa: E402
 from trainer import dataset_info  # noqa: E402
 
 MEASUREMENTS = ("overhead", "latency", "scaling", "polling", "recovery", "redis", "auth",
-                "burst", "followers", "dashboard")
+                "burst", "followers", "dashboard", "sweeps")
 
 
 def report(rows: list[Row], notes: list[str]) -> None:
@@ -143,6 +148,7 @@ def main() -> int:
             "burst": lambda: tenancy.measure_burst(stack, plan),
             "followers": lambda: followers.measure(stack, plan),
             "dashboard": lambda: dashboard.measure(stack, plan),
+            "sweeps": lambda: sweeps.measure(stack, plan, work),
         }
         for number, name in enumerate(MEASUREMENTS, start=1):
             if name not in chosen:
@@ -189,6 +195,9 @@ def main() -> int:
         rows += followers.rows(results["followers"])
     if "dashboard" in results:
         rows += dashboard.rows(results["dashboard"])
+    if "sweeps" in results:
+        rows += sweeps.rows(results["sweeps"])
+        notes += sweeps.notes(results["sweeps"])
     if load:
         notes.append("machine load per phase (cores): " + "; ".join(load))
     trouble = scan_logs(stack.logs, recovery.EXPECTED_LOG_LINES)

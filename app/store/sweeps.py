@@ -34,7 +34,7 @@ from app.store.records import (
     parse_cursor,
     text,
 )
-from app.sweeps import chosen_epoch, median_verdict, objective_at, rank_key
+from app.sweeps import chosen_epoch, dispatch_order, median_verdict, objective_at, rank_key
 
 logger = logging.getLogger(__name__)
 
@@ -306,15 +306,17 @@ class SweepStore(JobStore):
                     self._make_trial(fields, planned, trial, job_id)
                     statuses[trial] = "queued"
             unfinished = sum(1 for s in statuses.values() if s not in TERMINAL_STATUSES)
-            trial = len(jobs)
-            while trial < len(planned) and unfinished < int(spec["max_concurrent"]):
+            for trial in dispatch_order(spec["method"], len(planned), int(spec["seed"])):
+                if unfinished >= int(spec["max_concurrent"]):
+                    break
+                if trial in jobs:
+                    continue
                 job_id = uuid.uuid4().hex
                 if not self._redis.hsetnx(self.keys.sweep_jobs(sweep_id), str(trial), job_id):
                     break  # cannot happen under the lock; never make a trial twice
                 self._make_trial(fields, planned, trial, job_id)
                 statuses[trial] = "queued"
                 unfinished += 1
-                trial += 1
         if any(s not in TERMINAL_STATUSES for s in statuses.values()):
             return "running"
         if cancelling:
@@ -457,30 +459,44 @@ class SweepStore(JobStore):
     def prune_verdict(
         self, sweep_id: str, job_id: str, epoch: int, row: Mapping[str, Any]
     ) -> tuple[bool, str]:
-        """Whether the median rule ends this trial at `epoch` (after its grace epochs),
-        and why in words."""
+        """Whether the median rule ends this trial now, at the end of its `epoch`, and why
+        in words. It is judged at the latest epoch k <= `epoch` past the grace epochs that
+        at least min_trials other trials have reached: its objective at k against their
+        median at k. (Trials that run side by side finish an epoch at about the same time;
+        the epoch just before is the latest that others have often finished.)"""
         fields = self._fields(sweep_id, None)
         if fields is None:
             return False, ""
         spec = json.loads(fields["spec"])
         rule = spec.get("early_stopping")
-        if not rule or epoch <= int(rule["grace_epochs"]):
+        grace = int(rule["grace_epochs"]) if rule else 0
+        if not rule or epoch <= grace:
             return False, ""
-        objective = spec["objective"]
+        objective, needed = spec["objective"], int(rule.get("min_trials", 1))
         others = [j for j in self._trial_jobs(sweep_id).values() if j != job_id]
+        epochs = list(range(epoch, grace, -1))  # the latest first
         pipe = self._redis.pipeline(transaction=False)
+        pipe.hmget(self.keys.job(job_id).epochs, [str(k) for k in epochs])
         for other in others:
-            pipe.hget(self.keys.job(other).epochs, str(epoch))
-        values = [objective_at(json.loads(raw), objective)
-                  for raw in pipe.execute() if raw is not None]
-        mine = objective_at(row, objective)
-        prune, median, n = median_verdict(mine, [v for v in values if v is not None],
-                                          objective, int(rule.get("min_trials", 1)))
-        if not prune:
-            return False, ""
-        return True, (f"pruned at epoch {epoch}: {objective} {mine:.4g} is worse than the "
-                      f"median {median:.4g} of {n} other trial{'s' if n != 1 else ''} "
-                      f"at that epoch")
+            pipe.hmget(self.keys.job(other).epochs, [str(k) for k in epochs])
+        mine_rows, *their_rows = pipe.execute()
+        for index, k in enumerate(epochs):
+            found = [objective_at(json.loads(rows[index]), objective)
+                     for rows in their_rows if rows[index] is not None]
+            values = [v for v in found if v is not None]
+            if len(values) < needed:
+                continue
+            own = row if k == epoch else (
+                json.loads(mine_rows[index]) if mine_rows[index] else None)
+            mine = objective_at(own, objective)
+            prune, median, n = median_verdict(mine, values, objective, needed)
+            if not prune:
+                return False, ""
+            assert mine is not None and median is not None
+            return True, (f"pruned at epoch {epoch}: {objective} {mine:.4g} at epoch {k} is "
+                          f"worse than the median {median:.4g} of {n} other "
+                          f"trial{'s' if n != 1 else ''} there")
+        return False, ""
 
     def active(self) -> list[str]:
         return sorted(text(m) for m in self._redis.smembers(self.keys.active_sweeps))

@@ -10,6 +10,7 @@
     scaling   3. jobs/hour with one worker process vs two, and a raw-CPU control
     polling   4. 100 concurrent incremental pollers of a growing curve
     recovery  5. SIGKILL a whole worker mid-job: time until the job moves again
+    sweeps    10. a 16-trial sweep on 2 workers, median stopping, the bookkeeping's cost
 
 bench/service_bench.py runs them and prints one table.
 """

@@ -87,10 +87,14 @@ class Plan:
     auth_checks: int
     burst_submissions: int
     followers: int
+    quick: bool = False
+    sweep_submits: int = 20  # 64-trial sweeps submitted, for the submit latency
+    sweep_reads: int = 200  # leaderboard reads of each timed sweep
 
 
 NORMAL = Plan(10, 5, 20, 8, 2, (1, 2, 1, 2), (1, 2, 1, 2), 100, 10.0, 45.0, 3, 3000, 500, 200)
-QUICK = Plan(2, 2, 8, 4, 1, (1, 2), (1, 2), 100, 3.0, 6.0, 1, 500, 100, 50)
+QUICK = Plan(2, 2, 8, 4, 1, (1, 2), (1, 2), 100, 3.0, 6.0, 1, 500, 100, 50, quick=True,
+             sweep_submits=5, sweep_reads=50)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from app.store.keys import queue_key
 from app.store.queue import EVALUATE_TASK
 from app.store.sweeps import SweepStore
 from app.store.tenants import TenantStore
+from app.sweeps import dispatch_order
 from tests.app.conftest import FakeWorker, MakeClient
 
 BASE = {"dataset": "spiral", "epochs": 3, "batch_size": 50}
@@ -141,12 +142,13 @@ def test_a_grid_makes_at_most_max_concurrent_trials_as_jobs_of_the_tenant(
     assert [t["params"] for t in sorted(sweep["trials"], key=lambda t: t["trial"])] == [
         {"learning_rate": 0.01}, {"learning_rate": 0.1}, {"learning_rate": 1.0}]
     made = trial_jobs(sweep)
-    assert sorted(made) == [0, 1]  # max_concurrent 2: the third waits for one to end
+    assert len(made) == 2  # max_concurrent 2: the third waits for one to end
+    assert list(made) == sorted(dispatch_order("grid", 3, 0)[:2])  # a seeded shuffle
     for trial, job_id in made.items():
         job = client.get(f"/v1/jobs/{job_id}").json()
         assert job["sweep_id"] == sweep["id"] and job["trial"] == trial
         assert job["status"] == "queued" and job["name"] == f"rates · trial {trial}"
-        assert job["spec"]["learning_rate"] == [0.01, 0.1][trial]
+        assert job["spec"]["learning_rate"] == [0.01, 0.1, 1.0][trial]
         assert job["spec"]["epochs"] == 3  # the base's
     listed = client.get("/v1/jobs").json()["items"]
     assert set(made.values()) <= {j["id"] for j in listed}
@@ -159,18 +161,27 @@ def test_the_winner_is_the_best_objective_and_its_test_set_is_evaluated_once(
 ) -> None:
     sweep = submit(client)
     sweep_id = sweep["id"]
-    made = trial_jobs(sweep)
-    # trial 0: best epoch 2 (least val loss) with accuracy 0.7; trial 1: 0.9 at epoch 1
-    succeed(worker, made[0], [row(1, 0.9, 0.5), row(2, 0.5, 0.7), row(3, 0.6, 0.95)])
-    sweeps.advance(sweep_id)  # what the worker does after a trial
+
+    def run(trial: int, job_id: str) -> None:
+        if trial == 0:  # best epoch 2 (least val loss), accuracy 0.7 there
+            succeed(worker, job_id, [row(1, 0.9, 0.5), row(2, 0.5, 0.7), row(3, 0.6, 0.95)])
+        elif trial == 1:  # 0.9 at epoch 1
+            succeed(worker, job_id, [row(1, 0.4, 0.9), row(2, 0.45, 0.92)])
+        else:
+            worker.start(job_id)
+            worker.epoch(job_id, row(1, 2.0, 0.1))
+            worker.finish(job_id, "failed", error={"code": "diverged", "message": "exploded"})
+
+    first, second = trial_jobs(sweep).items()
+    run(*first)
+    sweeps.advance(sweep_id)  # what the worker does after a trial: the third is made
     made = trial_jobs(client.get(f"/v1/sweeps/{sweep_id}").json())
     assert sorted(made) == [0, 1, 2]
-    succeed(worker, made[1], [row(1, 0.4, 0.9), row(2, 0.45, 0.92)])
+    run(*second)
     sweeps.advance(sweep_id)
-    assert evaluations(redis_client, key_prefix, sweep_id) == 0  # trial 2 has not ended
-    worker.start(made[2])
-    worker.epoch(made[2], row(1, 2.0, 0.1))
-    worker.finish(made[2], "failed", error={"code": "diverged", "message": "loss exploded"})
+    assert evaluations(redis_client, key_prefix, sweep_id) == 0  # one trial has not ended
+    third = next(t for t in made if t not in (first[0], second[0]))
+    run(third, made[third])
     sweeps.advance(sweep_id)
     sweeps.advance(sweep_id)  # twice: the evaluation is still sent once
 
@@ -228,14 +239,14 @@ def test_cancel_cancels_the_unfinished_trials_and_ends_the_sweep(
     client: TestClient, sweeps: SweepStore, worker: FakeWorker
 ) -> None:
     sweep = submit(client)
-    made = trial_jobs(sweep)
-    worker.start(made[0])  # running: asked to stop; trial 1 queued: cancelled at once
+    running, queued = trial_jobs(sweep).values()
+    worker.start(running)  # running: asked to stop; the other, queued: cancelled at once
     answer = client.post(f"/v1/sweeps/{sweep['id']}/cancel")
     assert answer.status_code == 202 and answer.json()["cancel_requested"]
-    assert client.get(f"/v1/jobs/{made[1]}").json()["status"] == "cancelled"
-    assert client.get(f"/v1/jobs/{made[0]}").json()["cancel_requested"]
+    assert client.get(f"/v1/jobs/{queued}").json()["status"] == "cancelled"
+    assert client.get(f"/v1/jobs/{running}").json()["cancel_requested"]
     assert len(trial_jobs(answer.json())) == 2  # no third trial is made
-    worker.finish(made[0], "cancelled")
+    worker.finish(running, "cancelled")
     sweeps.advance(sweep["id"])
     ended = client.get(f"/v1/sweeps/{sweep['id']}").json()
     assert ended["status"] == "cancelled" and ended["finished_at"]
@@ -249,12 +260,13 @@ def test_list_and_picture(client: TestClient, worker: FakeWorker) -> None:
     assert [s["id"] for s in page["items"]] == [second["id"]] and page["next_cursor"]
     rest = client.get("/v1/sweeps", params={"cursor": page["next_cursor"]}).json()
     assert [s["id"] for s in rest["items"]] == [first["id"]] and rest["next_cursor"] is None
-    worker.start(trial_jobs(first)[0])
-    worker.epoch(trial_jobs(first)[0], row(1, 0.5, 0.7))
+    (ran, ran_job), (idle, _) = trial_jobs(first).items()
+    worker.start(ran_job)
+    worker.epoch(ran_job, row(1, 0.5, 0.7))
     curves = client.get(f"/v1/sweeps/{first['id']}/curves").json()
     assert curves["objective"] == "val_accuracy" and curves["winner"] is None
-    assert [(t["trial"], t["epochs"], t["values"]) for t in curves["trials"]] == [
-        (0, [1], [0.7]), (1, [], [])]
+    assert sorted((t["trial"], t["epochs"], t["values"]) for t in curves["trials"]) == sorted(
+        [(ran, [1], [0.7]), (idle, [], [])])
     picture = client.get(f"/v1/sweeps/{first['id']}/plot.png")
     assert picture.status_code == 200 and picture.content.startswith(b"\x89PNG")
     assert picture.headers["cache-control"] == "no-store"  # it is still running
@@ -279,3 +291,25 @@ def test_another_tenants_sweep_is_a_404(
 def _tenant(client: TestClient) -> str:
     tenant: str = client.get("/v1/me").json()["tenant"]["id"]
     return tenant
+
+
+def test_the_median_rule_judges_at_the_latest_epoch_that_others_have_reached(
+    client: TestClient, sweeps: SweepStore, worker: FakeWorker
+) -> None:
+    body = {**GRID, "max_concurrent": 3, "objective": "val_loss",
+            "early_stopping": {"rule": "median", "grace_epochs": 1, "min_trials": 2}}
+    sweep = submit(client, body)
+    a, b, c = trial_jobs(sweep).values()
+    for job_id in (a, b, c):
+        worker.start(job_id)
+    for job_id, losses in ((a, [0.9, 0.5]), (b, [0.9, 0.6]), (c, [0.9, 0.8, 0.7])):
+        for epoch, loss in enumerate(losses, start=1):
+            worker.epoch(job_id, row(epoch, loss, 0.5))
+    # c at epoch 3: nobody else is there; at epoch 2 its 0.8 is worse than the others' 0.55
+    prune, why = sweeps.prune_verdict(sweep["id"], c, 3, row(3, 0.7, 0.5))
+    assert prune and why.startswith("pruned at epoch 3: val_loss 0.8 at epoch 2 is worse "
+                                    "than the median 0.55 of 2 other trials there"), why
+    # b at epoch 2: the median of a and c there is 0.65, and 0.6 is better: it goes on
+    assert sweeps.prune_verdict(sweep["id"], b, 2, row(2, 0.6, 0.5)) == (False, "")
+    # within the grace epochs nobody is judged
+    assert sweeps.prune_verdict(sweep["id"], c, 1, row(1, 5.0, 0.5)) == (False, "")

@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from app.sweeps import dispatch_order
 from scripts.stack import RedisServer, stack_env, start_worker
 from tests.e2e.conftest import FAST, Service, running_service, wait_for
 
@@ -50,14 +51,21 @@ def metrics_of(service: Service, job_id: str) -> dict[str, Any]:
 def test_validation_chooses_and_the_winners_test_set_is_evaluated_once(
     service: Service,
 ) -> None:
-    body = {"name": "e2e rates", "base": SPIRAL, "method": "grid",
-            "space": {"learning_rate": {"values": [0.00001, 0.05, 0.5]}},
+    blobs = {"dataset": "blobs", "hidden_sizes": [32], "activation": "relu", "batch_size": 50,
+             "epochs": 6}
+    body = {"name": "e2e rates", "base": blobs, "method": "grid",
+            "space": {"learning_rate": {"values": [0.00001, 0.05, 0.5, 10.0]}},
             "objective": "val_accuracy", "max_concurrent": 2}
     sweep = wait_end(service, submit(service, body)["id"])
 
     assert sweep["status"] == "succeeded", sweep
-    assert sweep["counts"]["succeeded"] == 3
-    trials = sweep["trials"]
+    assert sweep["counts"]["succeeded"] == 3 and sweep["counts"]["failed"] == 1
+    # A trial that diverged is an outcome on the leaderboard, not the sweep's failure.
+    diverged = next(t for t in sweep["trials"] if t["params"]["learning_rate"] == 10.0)
+    assert diverged["status"] == "failed" and diverged["error"]["code"] == "diverged"
+    assert "learning_rate 10.0 is too large" in diverged["error"]["message"]
+    assert diverged["objective_value"] is not None or diverged["epochs_run"] == 0
+    trials = [t for t in sweep["trials"] if t["status"] == "succeeded"]
     values = [t["objective_value"] for t in trials]
     assert values == sorted(values, reverse=True)  # best first
     winner = sweep["winner"]
@@ -84,10 +92,14 @@ def test_validation_chooses_and_the_winners_test_set_is_evaluated_once(
 
 
 def test_the_median_rule_prunes_a_trial_worse_than_the_others(service: Service) -> None:
-    # One worker process runs the trials one after another: each later trial is judged
-    # against the rows of those before it, at the same epoch, once two others are there.
+    # One worker process runs the trials one after another (max_concurrent 1), in the
+    # grid's seeded dispatch order: each is judged against the rows of those before it at
+    # the same epoch, once two others are there. The rate too small to learn runs last.
+    rates = [0.0] * 3
+    for position, trial in enumerate(dispatch_order("grid", 3, 0)):
+        rates[trial] = [0.5, 0.3, 0.0005][position]
     body = {"base": {**SPIRAL, "epochs": 8}, "method": "grid",
-            "space": {"learning_rate": {"values": [0.5, 0.3, 0.0005]}},
+            "space": {"learning_rate": {"values": rates}},
             "objective": "val_loss", "max_concurrent": 1,
             "early_stopping": {"rule": "median", "grace_epochs": 2, "min_trials": 2}}
     sweep = wait_end(service, submit(service, body)["id"])
@@ -105,11 +117,14 @@ def test_the_median_rule_prunes_a_trial_worse_than_the_others(service: Service) 
 
 
 def test_cancelling_a_sweep_cancels_its_trials(service: Service) -> None:
-    body = {"base": {**SPIRAL, "epochs": 400, "batch_size": 5}, "method": "grid",
-            "space": {"learning_rate": {"values": [0.01, 0.02, 0.03]}}, "max_concurrent": 2}
+    body = {"base": {"dataset": "digits", "hidden_sizes": [256], "batch_size": 8,
+                     "epochs": 1000},
+            "method": "grid", "space": {"learning_rate": {"values": [0.01, 0.02, 0.03]}},
+            "max_concurrent": 2}
     sweep = submit(service, body)
-    first = next(t["job_id"] for t in sweep["trials"] if t["trial"] == 0)
-    service.wait_status(first, ("running",), 60)
+    made = [t["job_id"] for t in sweep["trials"] if t["job_id"]]
+    wait_for(lambda: any(service.job(j)["status"] == "running" for j in made), 60,
+             "a trial to run")
     answer = service.client.post(f"/v1/sweeps/{sweep['id']}/cancel")
     assert answer.status_code == 202, answer.text
 
