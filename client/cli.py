@@ -30,6 +30,7 @@ KEY_FILE = Path(".run") / "api-key"  # what `make run` writes
 SPARKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 48  # characters of the sparkline of the curve
 EPOCH_ROWS = 12  # the live view's last epochs
+EVERY_POINT = 100_000  # the most points an event may carry (the API's limit)
 AGREE = 1e-6  # a gradient check agrees at or below this relative error (the API's verdict)
 
 app = typer.Typer(
@@ -467,7 +468,9 @@ def watch(descent: Descent, job: dict[str, Any], timeout: float | None) -> int:
     try:
         with Live(view.render(), console=out, refresh_per_second=8,
                   transient=False) if view else contextlib.nullcontext() as live:
-            for event in descent.follow(job_id):
+            # Every point, also in the catch-up after a reconnection (which the API would
+            # otherwise downsample to 1,000): --json promises scripts the whole curve.
+            for event in descent.follow(job_id, max_points=EVERY_POINT):
                 if state.json:
                     emit(event.event, event.data, event.id)
                 elif view is not None and live is not None:
