@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_JOB_TTL_SECONDS = 7 * 24 * 3600
 DEFAULT_IDEMPOTENCY_TTL_SECONDS = 86_400
 DEFAULT_MAX_RUNNING_JOBS = 2
+DEFAULT_MAX_ACTIVE_JOBS = 100
 MIN_ADMIN_TOKEN_LENGTH = 16
 
 # Where Linux says how much memory this process's control group may use (v2, then v1).
@@ -193,7 +194,8 @@ class Settings(BaseSettings):
     # Each tenant's quotas, unless the operator set its own (DESIGN.md, "Tenants and keys");
     # max_job_seconds's default is DESCENT_MAX_JOB_SECONDS above.
     quota_max_active_jobs: int = Field(
-        default=100, ge=0, description="A tenant's queued + running jobs; more: 429."
+        default=DEFAULT_MAX_ACTIVE_JOBS, ge=0,
+        description="A tenant's queued + running jobs; more: 429.",
     )
     quota_max_running_jobs: int = Field(
         default=DEFAULT_MAX_RUNNING_JOBS,

@@ -18,22 +18,25 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import redis
 
+from app.settings import DEFAULT_MAX_ACTIVE_JOBS, Settings
 from app.store.jobs import JobStore
 from app.store.keys import SWEEP_TERMINAL, TERMINAL_STATUSES
 from app.store.queue import DELIVERY_TAG, EVALUATE_TASK
 from app.store.records import (
     JobAlreadyFinished,
     JobNotFound,
+    QuotaExceeded,
     StoreError,
     decode_hash,
     dumps,
     parse_cursor,
     text,
 )
+from app.store.tenants import QUOTA_FIELD
 from app.sweeps import chosen_epoch, dispatch_order, median_verdict, objective_at, rank_key
 
 logger = logging.getLogger(__name__)
@@ -79,9 +82,19 @@ def is_sweep_id(sweep_id: str) -> bool:
 class SweepStore(JobStore):
     """Sweeps: create, read, list, cancel, advance, and the winner's test result."""
 
+    # The tenants' max_active_jobs unless the operator set one (settings.quota_max_active_
+    # jobs): trials count as the tenant's jobs; the sweep's own submission is one request.
+    max_active_default: int = DEFAULT_MAX_ACTIVE_JOBS
+
     def _register(self) -> None:
         super()._register()
         self._release = self._script(RELEASE)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> Self:
+        store = super().from_settings(settings, client)
+        store.max_active_default = settings.quota_max_active_jobs
+        return store
 
     # --- creating and reading -------------------------------------------------------------
 
@@ -186,7 +199,8 @@ class SweepStore(JobStore):
             }
             if trial in found:
                 job, epochs, metrics = found[trial]
-                view.update(_trial_state(decode_hash(job), _rows(epochs), metrics, objective))
+                state = _trial_state(decode_hash(job), _rows(epochs), metrics, objective)
+                view.update(state or {"job_id": None})  # claimed, not made: waits its turn
             views.append(view)
         return views
 
@@ -295,27 +309,32 @@ class SweepStore(JobStore):
         cancelling = fields["cancel_requested"] == "1"
         if cancelling:
             for trial, job_id in jobs.items():
-                if statuses.get(trial) not in TERMINAL_STATUSES:
+                if statuses.get(trial) is None:  # claimed, never made: nothing to cancel
+                    self._redis.hdel(self.keys.sweep_jobs(sweep_id), str(trial))
+                elif statuses[trial] not in TERMINAL_STATUSES:
                     with suppress(JobNotFound, JobAlreadyFinished):
                         self.request_cancel(job_id, tenant=tenant)
+            jobs = self._trial_jobs(sweep_id)
             statuses = self._statuses(jobs)
         else:
-            # Trials claimed whose job was never made (a process died in between) first.
+            # Trials claimed whose job was not made (the tenant's max_active_jobs was
+            # reached, or a process died in between) first, in the order they were claimed.
+            room = True
             for trial, job_id in jobs.items():
-                if statuses.get(trial) is None:
-                    self._make_trial(fields, planned, trial, job_id)
-                    statuses[trial] = "queued"
+                if statuses.get(trial) is None and room:
+                    room = self._make_trial(fields, planned, trial, job_id)
+                    statuses[trial] = "queued" if room else None
             unfinished = sum(1 for s in statuses.values() if s not in TERMINAL_STATUSES)
             for trial in dispatch_order(spec["method"], len(planned), int(spec["seed"])):
-                if unfinished >= int(spec["max_concurrent"]):
+                if not room or unfinished >= int(spec["max_concurrent"]):
                     break
                 if trial in jobs:
                     continue
                 job_id = uuid.uuid4().hex
                 if not self._redis.hsetnx(self.keys.sweep_jobs(sweep_id), str(trial), job_id):
                     break  # cannot happen under the lock; never make a trial twice
-                self._make_trial(fields, planned, trial, job_id)
-                statuses[trial] = "queued"
+                room = self._make_trial(fields, planned, trial, job_id)
+                statuses[trial] = "queued" if room else None
                 unfinished += 1
         if any(s not in TERMINAL_STATUSES for s in statuses.values()):
             return "running"
@@ -334,15 +353,26 @@ class SweepStore(JobStore):
 
     def _make_trial(
         self, fields: Mapping[str, str], planned: list[Trial], trial: int, job_id: str
-    ) -> None:
-        sweep_id = fields["id"]
+    ) -> bool:
+        """Make trial `trial` a job with the id claimed for it; False when the tenant's
+        max_active_jobs is reached (a later advance makes it: a trial's end, the reaper)."""
+        sweep_id, tenant = fields["id"], fields["tenant"]
         label = fields.get("name") or f"sweep {sweep_id[:8]}"
         plan = planned[trial]
-        self.create_job(
-            plan.spec, tenant=fields["tenant"], name=f"{label} · trial {trial}",
-            iterations=plan.iterations, job_id=job_id,
-            extra={"sweep_id": sweep_id, "trial": str(trial)},
-        )
+        own = self._redis.hget(self.keys.tenant(tenant), QUOTA_FIELD + "max_active_jobs")
+        limit = int(own) if own is not None else self.max_active_default
+        try:
+            self.create_job(
+                plan.spec, tenant=tenant, name=f"{label} · trial {trial}",
+                iterations=plan.iterations, job_id=job_id,
+                extra={"sweep_id": sweep_id, "trial": str(trial)},
+                quotas={"max_active_jobs": limit},
+            )
+        except QuotaExceeded:
+            logger.info("sweep %s: trial %d waits: tenant %s has %d active jobs", sweep_id,
+                        trial, tenant, limit)
+            return False
+        return True
 
     def _choose_winner(self, fields: dict[str, str]) -> str:
         """Every trial has ended: the best succeeded trial by the objective at its chosen

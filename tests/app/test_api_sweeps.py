@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from app.store.keys import queue_key
 from app.store.queue import EVALUATE_TASK
 from app.store.sweeps import SweepStore
-from app.store.tenants import TenantStore
+from app.store.tenants import QuotaChanges, TenantStore
 from app.sweeps import dispatch_order
 from tests.app.conftest import FakeWorker, MakeClient
 
@@ -313,3 +313,24 @@ def test_the_median_rule_judges_at_the_latest_epoch_that_others_have_reached(
     assert sweeps.prune_verdict(sweep["id"], b, 2, row(2, 0.6, 0.5)) == (False, "")
     # within the grace epochs nobody is judged
     assert sweeps.prune_verdict(sweep["id"], c, 1, row(1, 5.0, 0.5)) == (False, "")
+
+
+def test_trials_count_as_the_tenants_active_jobs(
+    client: TestClient, sweeps: SweepStore, worker: FakeWorker, tenants: TenantStore
+) -> None:
+    tenant = _tenant(client)
+    tenants.set_quotas(tenant, QuotaChanges(max_active_jobs=2))
+    other = client.post("/v1/jobs", json=BASE)
+    assert other.status_code == 202, other.text
+    sweep = submit(client)  # max_concurrent 2, but one active job of the tenant already
+    made = trial_jobs(sweep)
+    assert len(made) == 1
+    waiting = [t for t in sweep["trials"] if t["job_id"] is None]
+    assert len(waiting) == 2 and all(t["status"] == "queued" for t in waiting)
+    assert client.post("/v1/jobs", json=BASE).status_code == 429  # the quota holds
+
+    worker.start(other.json()["id"])
+    worker.finish(other.json()["id"], "succeeded")
+    sweeps.advance(sweep["id"])  # as the reaper would
+    assert len(trial_jobs(client.get(f"/v1/sweeps/{sweep['id']}").json())) == 2
+    assert sweeps.active() == [sweep["id"]]
