@@ -151,6 +151,18 @@ class Settings(BaseSettings):
         gt=0,
         description="Largest accepted HTTP request body, in bytes.",
     )
+    max_predict_body_bytes: int = Field(
+        default=128 * 2**20,
+        gt=0,
+        description="Largest accepted body of POST /v1/jobs/{id}/predict, in bytes (10,000 "
+        "rows of 784 features as JSON take about 80 MB).",
+    )
+    model_cache_bytes: int = Field(
+        default=256 * 2**20,
+        ge=0,
+        description="Trained models each API process keeps for predictions (least recently "
+        "used first out), in bytes of weights.",
+    )
     reaper_interval_seconds: float = Field(
         default=2,
         gt=0,

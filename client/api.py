@@ -165,6 +165,15 @@ class Descent:
         weight_init_std, seed."""
         return dict(self._call("POST", "/v1/gradient-check", json=body))
 
+    def model(self, job_id: str) -> bytes:
+        """A succeeded job's model: .npz bytes (W1, b1, ... and meta) NumPy loads alone."""
+        return self._request("GET", f"/v1/jobs/{job_id}/model").content
+
+    def predict(self, job_id: str, instances: list[list[float]]) -> dict[str, Any]:
+        """Labels and probabilities for rows of raw features (at most 10,000 a call)."""
+        return dict(self._call("POST", f"/v1/jobs/{job_id}/predict",
+                               json={"instances": instances}))
+
     def submit_sweep(self, body: dict[str, Any]) -> dict[str, Any]:
         return dict(self._call("POST", "/v1/sweeps", json=body))
 

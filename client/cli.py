@@ -2,7 +2,8 @@
 
 Exit codes: 0 succeeded (or done), 1 the job (or sweep) failed, or a gradient check
 disagreed, 2 usage or HTTP error, 3 cancelled (or pruned), 4 timed out, 130 you stopped
-following (the job goes on). The sweep commands live in client/sweep_cli.py.
+following (the job goes on). The sweep commands live in client/sweep_cli.py, the model's
+(model, predict) in client/model_cli.py.
 """
 
 from __future__ import annotations
@@ -503,7 +504,8 @@ def watch(descent: Descent, job: dict[str, Any], timeout: float | None) -> int:
 
 
 def main() -> None:
-    from client import sweep_cli  # noqa: F401  (registers the sweep commands on `app`)
+    # Commands that live in modules of their own register themselves on `app`.
+    from client import model_cli, sweep_cli  # noqa: F401
 
     try:
         app()

@@ -14,7 +14,7 @@ from trainer.errors import (
     UnknownDataset,
 )
 from trainer.loop import TrainResult, evaluate_test_set, overfitting, train
-from trainer.model import model_from_bytes, model_to_bytes
+from trainer.model import model_from_bytes, model_to_bytes, predict_proba, read_model
 from trainer.numerical import gradient_check, numerical_gradient
 from trainer.reporting import Callbacks
 from trainer.rundata import planned_iterations, training_size
@@ -47,6 +47,8 @@ __all__ = [
     "model_to_bytes",
     "numerical_gradient",
     "overfitting",
+    "predict_proba",
+    "read_model",
     "planned_iterations",
     "train",
     "training_size",

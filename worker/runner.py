@@ -249,7 +249,7 @@ class JobRunner:
                 self.flush_pending()
             if self._pruned is not None:  # pruned at the last epoch's end
                 raise Stopped(result.metrics["iterations"])
-            weights, weights_warnings = self._weights_to_keep(result, config)
+            weights, weights_warnings = self._weights_to_keep(result, config, spec["dataset"])
         except Stopped:
             if self._lost:
                 return "lease lost to another worker"
@@ -323,12 +323,13 @@ class JobRunner:
         return False
 
     def _weights_to_keep(
-        self, result: TrainResult, config: TrainConfig
+        self, result: TrainResult, config: TrainConfig, dataset_name: str
     ) -> tuple[bytes | None, list[str]]:
         """The trained model's bytes, or None and the warning why (over the budget)."""
         size, limit = sum(p.nbytes for p in result.params), self.settings.max_weights_bytes
         if size <= limit:
-            return model_to_bytes(result.params, config.activation, config.loss), []
+            return model_to_bytes(result.params, config.activation, config.loss,
+                                  dataset=dataset_name), []
         setting = "DESCENT_MAX_WEIGHTS_BYTES"
         return None, [f"the trained weights are not kept: {_over(size, limit, setting)}"]
 

@@ -160,17 +160,25 @@ class BodyLimit:
     the app makes of a receive() that fails halfway.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 larger: tuple[tuple[str, int, str], ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # (a path's ending, its own limit, the setting's name): predictions' big bodies
+        self.names = larger
+
+    def limit_of(self, path: str) -> int:
+        return next((limit for ending, limit, _ in self.names if path.endswith(ending)),
+                    self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_of(scope.get("path", ""))
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send, f"{int(declared)} bytes")
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            await self._refuse(send, f"{int(declared)} bytes", max_bytes)
             return
         chunks: list[bytes] = []
         seen = 0
@@ -180,8 +188,8 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             seen += len(chunk)
-            if seen > self.max_bytes:
-                await self._refuse(send, f"at least {seen} bytes")
+            if seen > max_bytes:
+                await self._refuse(send, f"at least {seen} bytes", max_bytes)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -198,12 +206,14 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send, size: str) -> None:
+    async def _refuse(self, send: Send, size: str, max_bytes: int) -> None:
+        setting = ("DESCENT_MAX_BODY_BYTES" if max_bytes == self.max_bytes
+                   else next(name for ending, limit, name in self.names if limit == max_bytes))
         response = JSONResponse(
             status_code=413,
             content={
                 "detail": f"request body of {size} exceeds the limit of "
-                f"{self.max_bytes} bytes (DESCENT_MAX_BODY_BYTES)"
+                f"{max_bytes} bytes ({setting})"
             },
         )
         await response({"type": "http"}, _no_receive, send)

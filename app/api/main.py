@@ -26,6 +26,7 @@ from app.api.errors import (
 )
 from app.api.events import EventHub
 from app.api.monitoring import HttpMetrics, StoreCollector
+from app.api.predict import ModelCache
 from app.api.routes import (
     admin,
     datasets,
@@ -35,6 +36,7 @@ from app.api.routes import (
     jobs,
     me,
     metrics,
+    models,
     pictures,
     sweeps,
 )
@@ -86,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.event_hub = EventHub(async_client, FeedReader(async_client, settings.key_prefix))
         app.state.event_hub.start()
         app.state.registry = WorkerRegistry(client, settings.key_prefix)
+        app.state.models = ModelCache(settings.model_cache_bytes)
         collector = StoreCollector(app.state.store, app.state.registry, settings)
         registry.register(collector)
         _freeze_startup_objects()
@@ -109,7 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(redis.RedisError, redis_error_handler)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, larger=(
+        ("/predict", settings.max_predict_body_bytes, "DESCENT_MAX_PREDICT_BODY_BYTES"),))
     app.add_middleware(MethodsMiddleware)
     app.add_middleware(HttpMetrics, registry=registry)  # outermost: it times everything
     app.include_router(jobs.router)
@@ -118,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(gradcheck.router)
     app.include_router(sweeps.router)
+    app.include_router(models.router)
     app.include_router(me.router)
     app.include_router(admin.router)
     app.include_router(health.router)

@@ -236,3 +236,38 @@ def test_a_bad_sweep_exits_2_naming_the_field(service: Service, tmp_path: Path) 
 
     assert result.returncode == 2
     assert "space.learning_rate.values[1]" in result.stderr and "99" in result.stderr
+
+
+def test_model_and_predict(service: Service, tmp_path: Path) -> None:
+    trained = descent(service, "--json", "train", *SMALL, "--follow")
+    assert trained.returncode == 0, trained.stderr
+    events = lines(trained.stdout)
+    job_id = events[0]["data"]["id"]
+    accuracy = events[-1]["data"]["test"]["accuracy"]
+
+    path = tmp_path / "model.npz"
+    saved = descent(service, "model", job_id, "-o", str(path))
+    assert saved.returncode == 0, saved.stderr
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    with np.load(path, allow_pickle=False) as model:
+        assert {"W1", "b1", "W2", "b2", "meta"} == set(model.files)
+    digits = load_digits()
+    rows = tmp_path / "rows.csv"
+    rows.write_text(",".join(f"pixel{i}" for i in range(64)) + "\n" + "\n".join(
+        ",".join(f"{v:g}" for v in row) for row in digits.data[:200]) + "\n")
+    printed = descent(service, "predict", job_id, str(rows))
+    assert printed.returncode == 0, printed.stderr
+    labels = [int(line) for line in printed.stdout.split()]
+    assert len(labels) == 200
+    assert np.mean(np.asarray(labels) == digits.target[:200]) > accuracy - 0.1
+    written = tmp_path / "out.csv"
+    assert descent(service, "predict", job_id, str(rows), "-o", str(written)).returncode == 0
+    header, *table = written.read_text().splitlines()
+    assert header.split(",")[:3] == ["prediction", "p_0", "p_1"] and len(table) == 200
+    assert [int(r.split(",")[0]) for r in table] == labels
+
+    rows.write_text("1,2,3\n4,x,6\n")
+    refused = descent(service, "predict", job_id, str(rows))
+    assert refused.returncode == 2 and "line 2: 'x' is not a number" in refused.stderr
