@@ -56,7 +56,7 @@ Every key lives under ``{prefix}:``:
 ``sweep:{id}:jobs`` (hash: trial number -> job id): the trials made so far; each is
     claimed here before its job is created with that id (app.store.sweeps).
 ``sweep:{id}:lock`` (string with a PX TTL): one process at a time advances the sweep.
-``tenant:{tid}:sweeps`` (sorted set, score = creation time in ms): the tenant's sweeps.
+``tenant:{tid}:sweeps`` (sorted set, score = a ``jobs:seq`` INCR): the tenant's sweeps.
 ``sweeps:active`` (set): sweeps not yet ended, which the reaper advances as a safety net.
 ``workers`` (sorted set)
     member = a worker's name, score = the unix time it last said it was alive.

@@ -24,7 +24,7 @@ import redis
 
 from app.settings import DEFAULT_MAX_ACTIVE_JOBS, Settings
 from app.store.jobs import JobStore
-from app.store.keys import SWEEP_TERMINAL, TERMINAL_STATUSES
+from app.store.keys import SWEEP_TERMINAL, TERMINAL_STATUSES, is_job_id
 from app.store.queue import DELIVERY_TAG, EVALUATE_TASK
 from app.store.records import (
     JobAlreadyFinished,
@@ -74,11 +74,6 @@ class Trial:
         return {"params": self.params, "spec": self.spec, "iterations": self.iterations}
 
 
-def is_sweep_id(sweep_id: str) -> bool:
-    return (isinstance(sweep_id, str) and len(sweep_id) == 32
-            and all(c in "0123456789abcdef" for c in sweep_id))
-
-
 class SweepStore(JobStore):
     """Sweeps: create, read, list, cancel, advance, and the winner's test result."""
 
@@ -113,9 +108,10 @@ class SweepStore(JobStore):
             "created_at": now, "finished_at": "", "cancel_requested": "0",
             "winner": "", "test": "", "error": "", "evaluation": "", "evaluation_sent_at": "",
         }
+        seq = self._redis.incr(self.keys.seq)  # a unique score: the list's cursor
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(self.keys.sweep(sweep_id), mapping=fields)
-        pipe.zadd(self.keys.tenant_sweeps(tenant), {sweep_id: time.time_ns() // 1_000_000})
+        pipe.zadd(self.keys.tenant_sweeps(tenant), {sweep_id: seq})
         pipe.sadd(self.keys.active_sweeps, sweep_id)
         pipe.execute()
         logger.info("sweep %s created for tenant %s: %d trials", sweep_id, tenant, len(trials))
@@ -125,7 +121,7 @@ class SweepStore(JobStore):
         return found
 
     def _fields(self, sweep_id: str, tenant: str | None) -> dict[str, str] | None:
-        if not is_sweep_id(sweep_id):
+        if not is_job_id(sweep_id):  # the same shape: uuid4 hex
             return None
         fields = decode_hash(self._redis.hgetall(self.keys.sweep(sweep_id)))
         if not fields or (tenant is not None and fields.get("tenant") != tenant):
