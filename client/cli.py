@@ -12,6 +12,7 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -182,11 +183,16 @@ def plot(
     output: Annotated[Path, typer.Option("-o", "--output", help="FILE.png or FILE.svg")],
 ) -> None:
     """Save the job's curve as a picture (PNG or SVG, by the file's suffix)."""
+    save_picture(output, lambda descent, fmt: descent.picture(job_id, fmt))
+
+
+def save_picture(output: Path, fetch: Callable[[Descent, str], bytes]) -> None:
+    """Fetch a picture in the format the file's suffix names (png or svg) and write it."""
     fmt = output.suffix.lower().lstrip(".")
     if fmt not in ("png", "svg"):
         fail(f"--output must end in .png or .svg, got {str(output)!r}")
     with client() as descent:
-        picture = call(lambda: descent.picture(job_id, fmt))
+        picture = call(lambda: fetch(descent, fmt))
     output.write_bytes(picture)
     if state.json:
         emit("picture", {"path": str(output), "bytes": len(picture)})
@@ -197,15 +203,19 @@ def plot(
 # -- training -------------------------------------------------------------------------------
 
 
+def read_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from a file, or exit 2 saying what is wrong with it."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read the {what} {path}: {exc}")
+    if not isinstance(found, dict):
+        fail(f"the {what} {path} must be a JSON object")
+    return found
+
+
 def build_spec(spec_file: Path | None, options: dict[str, Any]) -> dict[str, Any]:
-    spec: dict[str, Any] = {}
-    if spec_file is not None:
-        try:
-            spec = json.loads(spec_file.read_text())
-        except (OSError, ValueError) as exc:
-            fail(f"cannot read the spec {spec_file}: {exc}")
-        if not isinstance(spec, dict):
-            fail(f"the spec {spec_file} must be a JSON object")
+    spec = read_object(spec_file, "spec") if spec_file is not None else {}
     spec.update({name: value for name, value in options.items() if value is not None})
     if "dataset" not in spec:
         fail("which dataset? pass --dataset NAME (see `descent datasets`) or a SPEC.json")

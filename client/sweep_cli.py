@@ -30,6 +30,8 @@ from client.cli import (
     err,
     fail,
     out,
+    read_object,
+    save_picture,
     state,
 )
 
@@ -51,12 +53,7 @@ def sweep(
 ) -> None:
     """Submit a sweep: trials of a base spec, chosen by validation; the winner's test set
     is evaluated once."""
-    try:
-        body = json.loads(spec_file.read_text())
-    except (OSError, ValueError) as exc:
-        fail(f"cannot read the sweep {spec_file}: {exc}")
-    if not isinstance(body, dict):
-        fail(f"the sweep {spec_file} must be a JSON object")
+    body = read_object(spec_file, "sweep")
     with client() as descent:
         found = call(lambda: descent.submit_sweep(body))
         if state.json:
@@ -131,16 +128,7 @@ def sweep_plot(
     output: Annotated[Path, typer.Option("-o", "--output", help="FILE.png or FILE.svg")],
 ) -> None:
     """Save every trial's validation curve, the winner marked (PNG or SVG by suffix)."""
-    fmt = output.suffix.lower().lstrip(".")
-    if fmt not in ("png", "svg"):
-        fail(f"--output must end in .png or .svg, got {str(output)!r}")
-    with client() as descent:
-        picture = call(lambda: descent.sweep_picture(sweep_id, fmt))
-    output.write_bytes(picture)
-    if state.json:
-        emit("picture", {"path": str(output), "bytes": len(picture)})
-    else:
-        out.print(f"wrote {output} ({len(picture):,} bytes)")
+    save_picture(output, lambda descent, fmt: descent.sweep_picture(sweep_id, fmt))
 
 
 def watch_sweep(descent: Descent, sweep_id: str, timeout: float | None) -> int:

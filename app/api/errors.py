@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 import redis
-from fastapi import Request
+from fastapi import HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -25,6 +25,12 @@ def field_error(
     field: str, message: str, value: Any, kind: str = "value_error", where: str = "body"
 ) -> dict[str, Any]:
     return {"loc": [where, field], "msg": clean(message), "type": kind, "input": clean(value)}
+
+
+def not_found(kind: str, ident: str) -> HTTPException:
+    """The 404 of an unknown id (or another tenant's: the same words), the id cut short."""
+    shown = ident if len(ident) <= 64 else ident[:64] + "…"
+    return HTTPException(status_code=404, detail=f"{kind} {shown!r} not found")
 
 
 def unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:

@@ -19,6 +19,13 @@ _cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
 _lock = threading.Lock()  # the cache is shared by the request threads
 
 
+def responses(media: str, description: str, not_found: dict[int | str, dict[str, Any]]
+              ) -> dict[int | str, dict[str, Any]]:
+    """A picture route's OpenAPI answers: the image as a binary string, or a 404."""
+    return {200: {"content": {media: {"schema": {"type": "string", "format": "binary"}}},
+                  "description": description}, **not_found}
+
+
 def cached(job_id: str, fmt: str) -> bytes | None:
     with _lock:
         picture = _cache.get((job_id, fmt))

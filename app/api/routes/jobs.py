@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from app.api.admission import admit
 from app.api.auth import UNAUTHORIZED, PrincipalDep, tenant_of
 from app.api.deps import DefaultQuotasDep, SettingsDep, StoreDep
-from app.api.errors import unprocessable
+from app.api.errors import not_found, unprocessable
 from app.api.schemas import (
     Curve,
     ErrorDetail,
@@ -86,8 +86,7 @@ def quota_refusal(exc: QuotaExceeded) -> JSONResponse:
 
 
 def _not_found(job_id: str) -> HTTPException:
-    shown = job_id if len(job_id) <= 64 else job_id[:64] + "…"
-    return HTTPException(status_code=404, detail=f"job {shown!r} not found")
+    return not_found("job", job_id)
 
 
 @router.post(

@@ -36,10 +36,9 @@ def picture(job_id: str, fmt: str, store: Any, tenant: str) -> Response:
 
 
 def _responses(media: str) -> dict[int | str, dict[str, Any]]:
-    return {200: {"content": {media: {"schema": {"type": "string", "format": "binary"}}},
-                  "description": "The loss curve (raw and moving average, epochs' train and "
-                  "validation loss) over the train and validation accuracy"},
-            **NOT_FOUND}
+    return pictures.responses(media, "The loss curve (raw and moving average, epochs' train "
+                              "and validation loss) over the train and validation accuracy",
+                              NOT_FOUND)
 
 
 @router.get("/{job_id}/curve.png", response_class=Response, responses=_responses("image/png"))

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from app.api import pictures
 from app.api.auth import UNAUTHORIZED, PrincipalDep, tenant_of
 from app.api.deps import DefaultQuotasDep, SettingsDep
-from app.api.errors import unprocessable
+from app.api.errors import not_found, unprocessable
 from app.api.schemas import ErrorDetail, Unprocessable
 from app.api.sweep_admission import admit_sweep
 from app.api.sweep_schemas import Sweep, SweepCurves, SweepList, SweepSpec
@@ -35,8 +35,7 @@ SweepsDep = Annotated[SweepStore, Depends(get_sweeps)]
 
 
 def _not_found(sweep_id: str) -> HTTPException:
-    shown = sweep_id if len(sweep_id) <= 64 else sweep_id[:64] + "…"
-    return HTTPException(status_code=404, detail=f"sweep {shown!r} not found")
+    return not_found("sweep", sweep_id)
 
 
 @router.post(
@@ -156,9 +155,8 @@ def _picture(sweep_id: str, fmt: str, sweeps: SweepStore, tenant: str) -> Respon
 
 
 def _picture_responses(media: str) -> dict[int | str, dict[str, Any]]:
-    return {200: {"content": {media: {"schema": {"type": "string", "format": "binary"}}},
-                  "description": "Every trial's validation curve, the winner marked"},
-            **NOT_FOUND}
+    return pictures.responses(media, "Every trial's validation curve, the winner marked",
+                              NOT_FOUND)
 
 
 @router.get("/{sweep_id}/plot.png", response_class=Response,
