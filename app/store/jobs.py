@@ -107,6 +107,7 @@ class JobStore(StoreBase):
         quotas: Mapping[str, int | float] | None = None,
         job_id: str | None = None,
         extra: Mapping[str, str] | None = None,
+        submission: bool = True,
     ) -> tuple[dict[str, Any], bool]:
         """Store a queued job of `tenant` and dispatch it, or put it in the tenant's waiting
         line when its max_running_jobs slots are taken; return (job, True). A known
@@ -117,7 +118,8 @@ class JobStore(StoreBase):
         exists only with its message sent or its place in the line. `iterations`, when
         known, is the run's total for the job's progress. `job_id`: an id chosen (and
         claimed) beforehand, by a sweep, which also gives `extra` hash fields (sweep_id,
-        trial); it must not be a job's already."""
+        trial); it must not be a job's already. `submission` False: a sweep's trial, which
+        submissions_per_minute neither limits nor counts (the sweep was the submission)."""
         if not isinstance(spec, dict):
             raise TypeError(f"spec must be a dict, got {type(spec).__name__}")
         if idempotency_key is not None and not idempotency_key:
@@ -149,7 +151,7 @@ class JobStore(StoreBase):
                 tenant,
                 new_fields["created_at"],
                 limits.get("max_active_jobs", UNLIMITED),
-                limits.get("submissions_per_minute", UNLIMITED),
+                limits.get("submissions_per_minute", UNLIMITED) if submission else -1,
                 self.max_running_jobs,
                 *(item for pair in fields.items() for item in pair),
             ],

@@ -157,15 +157,35 @@ local function terminate(from, to, now, ttl, running_default)
 end
 """
 
+# A tenant's submissions_per_minute, on Redis's clock: a refusal {-1, quota, limit, count,
+# retry_after seconds} when the last minute's submissions (a sorted set by ms) are at the
+# limit, else nil and the time in ms to count this one at.
+_RATE = """
+local function rate_refusal(submissions, per_minute)
+  local clock = redis.call('TIME')
+  local ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+  redis.call('ZREMRANGEBYSCORE', submissions, '-inf', ms - 60000)
+  local recent = redis.call('ZCARD', submissions)
+  if recent >= per_minute then
+    local wait = 60
+    local oldest = redis.call('ZRANGE', submissions, 0, 0, 'WITHSCORES')[2]
+    if oldest then wait = math.max(1, math.ceil((tonumber(oldest) + 60000 - ms) / 1000)) end
+    return {-1, 'submissions_per_minute', per_minute, recent, wait}, ms
+  end
+  return nil, ms
+end
+"""
+
 # Submit: the tenant's quotas, the new job, and its dispatch (a message now, or a place in
 # the tenant's waiting line), in one step. KEYS: job keys, then EXTRA + 1 seq, + 2 jobs,
 # + 3 idem, + 4 the tenant's jobs, + 5 its submissions, + 6 its slots, + 7 its waiting line,
 # + 8 tenants:waiting. ARGV: 1 id, 2 fingerprint, 3 idem ttl, 4 has idem ('1'/'0'), 5 job key
-# prefix, 6 tenant, 7 now, 8 max_active_jobs, 9 submissions_per_minute, 10 the default
+# prefix, 6 tenant, 7 now, 8 max_active_jobs, 9 submissions_per_minute (-1: not a
+# submission, a sweep's trial), 10 the default
 # max_running_jobs, then field/value pairs of the new hash (with its message).
 # Returns {1, id, fingerprint}; {0, id, fingerprint} of an earlier job with that idem key;
 # or {-1, quota, limit, count, retry_after seconds} when a quota refuses it.
-CREATE = _PRELUDE + """
+CREATE = _PRELUDE + _RATE + """
 if ARGV[4] == '1' then
   local existing = redis.call('GET', KEYS[EXTRA + 3])
   if existing then
@@ -176,25 +196,21 @@ if ARGV[4] == '1' then
   end
 end
 local tenant = ARGV[6]
-local clock = redis.call('TIME')
-local ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local per_minute = tonumber(ARGV[9])
-redis.call('ZREMRANGEBYSCORE', KEYS[EXTRA + 5], '-inf', ms - 60000)
-local recent = redis.call('ZCARD', KEYS[EXTRA + 5])
-if recent >= per_minute then
-  local wait = 60
-  local oldest = redis.call('ZRANGE', KEYS[EXTRA + 5], 0, 0, 'WITHSCORES')[2]
-  if oldest then wait = math.max(1, math.ceil((tonumber(oldest) + 60000 - ms) / 1000)) end
-  return {-1, 'submissions_per_minute', per_minute, recent, wait}
-end
+-- submissions_per_minute -1: not a submission (a sweep's trial), neither checked nor counted
+local submission = tonumber(ARGV[9]) >= 0
+local refused, ms = nil, 0
+if submission then refused, ms = rate_refusal(KEYS[EXTRA + 5], tonumber(ARGV[9])) end
+if refused then return refused end
 local max_active = tonumber(ARGV[8])
 local active = redis.call('ZCARD', tenant_key(tenant, ':jobs:status:queued'))
   + redis.call('ZCARD', tenant_key(tenant, ':jobs:status:running'))
 if active >= max_active then
   return {-1, 'max_active_jobs', max_active, active, 5}
 end
-redis.call('ZADD', KEYS[EXTRA + 5], ms, ARGV[1])
-redis.call('PEXPIRE', KEYS[EXTRA + 5], 61000)
+if submission then
+  redis.call('ZADD', KEYS[EXTRA + 5], ms, ARGV[1])
+  redis.call('PEXPIRE', KEYS[EXTRA + 5], 61000)
+end
 local seq = redis.call('INCR', KEYS[EXTRA + 1])
 redis.call('HSET', KEYS[1], 'seq', seq, 'tenant', tenant, unpack(ARGV, 11))
 redis.call('ZADD', KEYS[EXTRA + 2], seq, ARGV[1])
@@ -532,4 +548,20 @@ local tenant = redis.call('HGET', KEYS[1], 'tenant')
 local fields = redis.call('HGETALL', ARGV[1] .. ':tenant:' .. tenant)
 if redis.call('HEXISTS', ARGV[1] .. ':tenant:' .. tenant, 'id') == 0 then return {{}, {}} end
 return {record, fields}
+"""
+
+# A new sweep, counted as one of its tenant's submissions. KEYS: 1 the sweep's hash, 2 the
+# tenant's sweeps, 3 sweeps:active, 4 the tenant's submissions, 5 jobs:seq. ARGV: 1 the
+# sweep's id, 2 submissions_per_minute, then the hash's field/value pairs. Returns {1} or
+# the refusal of rate_refusal.
+CREATE_SWEEP = _RATE + """
+local refused, ms = rate_refusal(KEYS[4], tonumber(ARGV[2]))
+if refused then return refused end
+redis.call('ZADD', KEYS[4], ms, 'sweep:' .. ARGV[1])
+redis.call('PEXPIRE', KEYS[4], 61000)
+local seq = redis.call('INCR', KEYS[5])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('ZADD', KEYS[2], seq, ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+return {1}
 """

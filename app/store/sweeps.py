@@ -23,7 +23,8 @@ from typing import Any, Self
 import redis
 
 from app.settings import DEFAULT_MAX_ACTIVE_JOBS, Settings
-from app.store.jobs import JobStore
+from app.store import lua
+from app.store.jobs import UNLIMITED, JobStore
 from app.store.keys import SWEEP_TERMINAL, TERMINAL_STATUSES, is_job_id
 from app.store.queue import DELIVERY_TAG, EVALUATE_TASK
 from app.store.records import (
@@ -84,6 +85,7 @@ class SweepStore(JobStore):
     def _register(self) -> None:
         super()._register()
         self._release = self._script(RELEASE)
+        self._create_sweep = self._script(lua.CREATE_SWEEP)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> Self:
@@ -94,10 +96,12 @@ class SweepStore(JobStore):
     # --- creating and reading -------------------------------------------------------------
 
     def create_sweep(
-        self, spec: dict[str, Any], trials: list[Trial], *, tenant: str, name: str | None
+        self, spec: dict[str, Any], trials: list[Trial], *, tenant: str, name: str | None,
+        quotas: Mapping[str, int | float] | None = None,
     ) -> dict[str, Any]:
         """Store a sweep of `tenant` (spec: the sweep as validated) and make its first
-        trials."""
+        trials. The sweep counts as one of the tenant's submissions: over its
+        submissions_per_minute (in `quotas`) it raises QuotaExceeded."""
         if not trials:
             raise ValueError("a sweep needs at least one trial")
         sweep_id = uuid.uuid4().hex
@@ -108,12 +112,15 @@ class SweepStore(JobStore):
             "created_at": now, "finished_at": "", "cancel_requested": "0",
             "winner": "", "test": "", "error": "", "evaluation": "", "evaluation_sent_at": "",
         }
-        seq = self._redis.incr(self.keys.seq)  # a unique score: the list's cursor
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(self.keys.sweep(sweep_id), mapping=fields)
-        pipe.zadd(self.keys.tenant_sweeps(tenant), {sweep_id: seq})
-        pipe.sadd(self.keys.active_sweeps, sweep_id)
-        pipe.execute()
+        per_minute = (quotas or {}).get("submissions_per_minute", UNLIMITED)
+        created = self._create_sweep(
+            keys=[self.keys.sweep(sweep_id), self.keys.tenant_sweeps(tenant),
+                  self.keys.active_sweeps, self.keys.tenant_submissions(tenant),
+                  self.keys.seq],  # the seq: a unique score, for the list's cursor
+            args=[sweep_id, per_minute, *(item for pair in fields.items() for item in pair)])
+        if created[0] == -1:
+            quota, limit, count, retry_after = created[1:]
+            raise QuotaExceeded(text(quota), int(limit), int(count), int(retry_after))
         logger.info("sweep %s created for tenant %s: %d trials", sweep_id, tenant, len(trials))
         self.advance(sweep_id)
         found = self.get_sweep(sweep_id, tenant=tenant)
@@ -362,7 +369,7 @@ class SweepStore(JobStore):
                 plan.spec, tenant=tenant, name=f"{label} · trial {trial}",
                 iterations=plan.iterations, job_id=job_id,
                 extra={"sweep_id": sweep_id, "trial": str(trial)},
-                quotas={"max_active_jobs": limit},
+                quotas={"max_active_jobs": limit}, submission=False,
             )
         except QuotaExceeded:
             logger.info("sweep %s: trial %d waits: tenant %s has %d active jobs", sweep_id,

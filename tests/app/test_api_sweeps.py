@@ -334,3 +334,18 @@ def test_trials_count_as_the_tenants_active_jobs(
     sweeps.advance(sweep["id"])  # as the reaper would
     assert len(trial_jobs(client.get(f"/v1/sweeps/{sweep['id']}").json())) == 2
     assert sweeps.active() == [sweep["id"]]
+
+
+def test_a_sweep_is_one_submission_of_the_tenant(
+    client: TestClient, tenants: TenantStore, sweeps: SweepStore
+) -> None:
+    tenants.set_quotas(_tenant(client), QuotaChanges(submissions_per_minute=2))
+    first = submit(client)  # its trials are made by the sweep, not submitted
+    assert len(trial_jobs(first)) == 2
+    assert client.post("/v1/jobs", json=BASE).status_code == 202
+    refused = client.post("/v1/sweeps", json=GRID)
+    assert refused.status_code == 429, refused.text
+    body = refused.json()
+    assert body["quota"] == "submissions_per_minute" and body["limit"] == 2
+    assert body["current"] == 2 and int(refused.headers["Retry-After"]) >= 1
+    assert [s["id"] for s in sweeps.list_sweeps(tenant=_tenant(client))[0]] == [first["id"]]

@@ -11,9 +11,11 @@ from app.api import pictures
 from app.api.auth import UNAUTHORIZED, PrincipalDep, tenant_of
 from app.api.deps import DefaultQuotasDep, SettingsDep
 from app.api.errors import not_found, unprocessable
-from app.api.schemas import ErrorDetail, Unprocessable
+from app.api.routes.jobs import quota_refusal
+from app.api.schemas import ErrorDetail, QuotaRefusal, Unprocessable
 from app.api.sweep_admission import admit_sweep
 from app.api.sweep_schemas import Sweep, SweepCurves, SweepList, SweepSpec
+from app.store.records import QuotaExceeded
 from app.store.sweeps import SweepAlreadyEnded, SweepNotFound, SweepStore
 from app.sweeps import objective_at
 
@@ -46,6 +48,8 @@ def _not_found(sweep_id: str) -> HTTPException:
         413: {"model": ErrorDetail, "description": "Body too large"},
         422: {"model": Unprocessable, "description": "Invalid sweep; each entry names the "
               "field (base.*, space.*, trials, ...) and the value"},
+        429: {"model": QuotaRefusal, "description": "Over submissions_per_minute (a sweep is "
+              "one submission); Retry-After says when to try again"},
     },
 )
 def submit_sweep(
@@ -63,8 +67,11 @@ def submit_sweep(
     if verdict.errors:
         return unprocessable(verdict.errors)
     stored = {**spec.model_dump(), "estimated_seconds": verdict.estimated_seconds}
-    sweep = sweeps.create_sweep(stored, verdict.trials, tenant=principal.tenant.id,
-                                name=spec.name)
+    try:
+        sweep = sweeps.create_sweep(stored, verdict.trials, tenant=principal.tenant.id,
+                                    name=spec.name, quotas=quotas)
+    except QuotaExceeded as exc:
+        return quota_refusal(exc)
     response.headers["Location"] = f"/v1/sweeps/{sweep['id']}"
     return sweep
 
