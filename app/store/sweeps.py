@@ -339,6 +339,10 @@ class SweepStore(JobStore):
                 room = self._make_trial(fields, planned, trial, job_id)
                 statuses[trial] = "queued" if room else None
                 unfinished += 1
+        if fields["status"] == "queued" and any(s not in (None, "queued")
+                                                for s in statuses.values()):
+            # What lists show (a sweep's own page derives it from its trials at each read).
+            self._redis.hset(self.keys.sweep(sweep_id), "status", "running")
         if any(s not in TERMINAL_STATUSES for s in statuses.values()):
             return "running"
         if cancelling:

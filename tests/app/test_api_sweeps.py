@@ -349,3 +349,15 @@ def test_a_sweep_is_one_submission_of_the_tenant(
     assert body["quota"] == "submissions_per_minute" and body["limit"] == 2
     assert body["current"] == 2 and int(refused.headers["Retry-After"]) >= 1
     assert [s["id"] for s in sweeps.list_sweeps(tenant=_tenant(client))[0]] == [first["id"]]
+
+
+def test_a_sweep_lists_as_running_once_a_trial_has_started(
+    client: TestClient, sweeps: SweepStore, worker: FakeWorker
+) -> None:
+    sweep = submit(client)
+    listed = client.get("/v1/sweeps").json()["items"][0]
+    assert listed["status"] == "queued" and listed["trials"] is None
+    worker.start(next(iter(trial_jobs(sweep).values())))
+    assert client.get(f"/v1/sweeps/{sweep['id']}").json()["status"] == "running"
+    sweeps.advance(sweep["id"])  # the reaper's round, or a trial's end
+    assert client.get("/v1/sweeps").json()["items"][0]["status"] == "running"
