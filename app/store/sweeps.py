@@ -257,6 +257,9 @@ class SweepStore(JobStore):
             raise SweepNotFound(sweep_id)
         if fields["status"] in SWEEP_TERMINAL:
             raise SweepAlreadyEnded(sweep_id, fields["status"])
+        if fields["evaluation"]:  # every trial has ended: only the winner's test is left
+            raise SweepAlreadyEnded(sweep_id, "its trials (the winner's test set is being "
+                                    "evaluated)")
         self._redis.hset(self.keys.sweep(sweep_id), "cancel_requested", "1")
         self.advance(sweep_id)
         found = self.get_sweep(sweep_id, tenant=tenant)

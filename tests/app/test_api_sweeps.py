@@ -198,6 +198,8 @@ def test_the_winner_is_the_best_objective_and_its_test_set_is_evaluated_once(
     owed = sweeps.winner_to_evaluate(sweep_id)
     assert owed is not None and owed["winner"]["job_id"] == made[1]
     overfit = {"gap": 0.15, "threshold": 0.05, "flagged": True}
+    late = client.post(f"/v1/sweeps/{sweep_id}/cancel")
+    assert late.status_code == 409 and "being evaluated" in late.json()["detail"]
     assert sweeps.record_test(sweep_id, TEST_BLOCK, overfit)
     assert not sweeps.record_test(sweep_id, {**TEST_BLOCK, "accuracy": 0.1}, overfit)
     done = client.get(f"/v1/sweeps/{sweep_id}").json()

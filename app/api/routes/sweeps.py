@@ -108,7 +108,8 @@ def get_sweep(sweep_id: str, sweeps: SweepsDep, principal: PrincipalDep) -> Any:
     status_code=202,
     response_model=Sweep,
     responses={**NOT_FOUND,
-               409: {"model": ErrorDetail, "description": "The sweep has already ended"}},
+               409: {"model": ErrorDetail, "description": "The sweep (or every trial of it) "
+                     "has already ended"}},
 )
 def cancel_sweep(sweep_id: str, sweeps: SweepsDep, principal: PrincipalDep) -> Any:
     """Cancel the trials that have not ended; the sweep ends `cancelled` once they have."""
