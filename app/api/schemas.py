@@ -40,6 +40,18 @@ def _unicode(value: Any) -> Any:
 MAX_SEED = 2**53 - 1
 Text = Annotated[str, BeforeValidator(_unicode)]
 
+# The network's fields, shared by a job spec and a gradient check's body.
+DatasetName = Annotated[
+    Text, Field(min_length=1, max_length=200, description="A name from GET /v1/datasets.")
+]
+HiddenSizes = Annotated[list[int], Field(
+    min_length=1,
+    max_length=MAX_HIDDEN_LAYERS,
+    description=f"1 to {MAX_HIDDEN_LAYERS} hidden layers of 1 to {MAX_LAYER_SIZE} units.",
+)]
+Activation = Literal["sigmoid", "relu"]
+Loss = Literal["cross_entropy", "sum_squares"]
+
 # The first example works on every install: digits ships with scikit-learn.
 SPEC_EXAMPLE: dict[str, JsonValue] = {
     "dataset": "digits",
@@ -74,15 +86,10 @@ class JobSpec(BaseModel):
         },
     )
 
-    dataset: Text = Field(min_length=1, max_length=200, description="A name from GET /v1/datasets.")
-    hidden_sizes: list[int] = Field(
-        default=[50],
-        min_length=1,
-        max_length=MAX_HIDDEN_LAYERS,
-        description=f"1 to {MAX_HIDDEN_LAYERS} hidden layers of 1 to {MAX_LAYER_SIZE} units.",
-    )
-    activation: Literal["sigmoid", "relu"] = "sigmoid"
-    loss: Literal["cross_entropy", "sum_squares"] = "cross_entropy"
+    dataset: DatasetName
+    hidden_sizes: HiddenSizes = [50]
+    activation: Activation = "sigmoid"
+    loss: Loss = "cross_entropy"
     gradient: Literal["backprop", "numerical"] = "backprop"
     dtype: Literal["float32", "float64"] | None = Field(
         default=None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
@@ -12,9 +12,16 @@ from app.api.admission import usable_dataset
 from app.api.auth import UNAUTHORIZED, PrincipalDep
 from app.api.deps import SettingsDep
 from app.api.errors import field_error, unprocessable
-from app.api.schemas import MAX_SEED, JobSpec, Text, Unprocessable
+from app.api.schemas import (
+    MAX_SEED,
+    Activation,
+    DatasetName,
+    HiddenSizes,
+    JobSpec,
+    Loss,
+    Unprocessable,
+)
 from trainer import Dataset, DatasetError, InvalidConfig, TrainConfig, load_dataset
-from trainer.config import MAX_HIDDEN_LAYERS, MAX_LAYER_SIZE
 from trainer.cost import gradient_check_seconds
 from trainer.gradcheck import AGREE, check_initial_gradients
 from trainer.numerical import H
@@ -41,15 +48,10 @@ class GradientCheckSpec(BaseModel):
         ]},
     )
 
-    dataset: Text = Field(min_length=1, max_length=200, description="A name from GET /v1/datasets.")
-    hidden_sizes: list[int] = Field(
-        default=[50],
-        min_length=1,
-        max_length=MAX_HIDDEN_LAYERS,
-        description=f"1 to {MAX_HIDDEN_LAYERS} hidden layers of 1 to {MAX_LAYER_SIZE} units.",
-    )
-    activation: Literal["sigmoid", "relu"] = "sigmoid"
-    loss: Literal["cross_entropy", "sum_squares"] = "cross_entropy"
+    dataset: DatasetName
+    hidden_sizes: HiddenSizes = [50]
+    activation: Activation = "sigmoid"
+    loss: Loss = "cross_entropy"
     batch_size: int = Field(
         default=10, ge=1, le=MAX_BATCH_SIZE,
         description="Samples in the batch: at most the training set's size after a job's "
