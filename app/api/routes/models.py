@@ -39,13 +39,17 @@ PREDICT_BODY = {
 }
 
 
-def _model_blob(store: JobStore, job_id: str, tenant: str) -> bytes:
+def _succeeded(store: JobStore, job_id: str, tenant: str) -> None:
+    """The tenant's job, succeeded (else a 404, or a 409 that gives its status)."""
     job = store.get_job(job_id, tenant=tenant)
     if job is None:
         raise _not_found(job_id)
     if job["status"] != "succeeded":
         raise HTTPException(status_code=409, detail=f"job {job_id} has no model: its status "
                             f"is {job['status']!r}; a model exists once it has succeeded")
+
+
+def _weights(store: JobStore, job_id: str, tenant: str) -> bytes:
     blob = store.load_weights(job_id, tenant=tenant)
     if blob is None:
         raise HTTPException(status_code=409, detail=f"job {job_id} kept no model: it was "
@@ -61,7 +65,8 @@ def _model_blob(store: JobStore, job_id: str, tenant: str) -> bytes:
     **NO_MODEL})
 def get_model(job_id: str, store: StoreDep, principal: PrincipalDep) -> Response:
     """The chosen model of a succeeded job, as an .npz that NumPy loads alone."""
-    blob = _model_blob(store, job_id, principal.tenant.id)
+    _succeeded(store, job_id, principal.tenant.id)
+    blob = _weights(store, job_id, principal.tenant.id)
     return Response(blob, media_type="application/octet-stream", headers={
         "Content-Disposition": f'attachment; filename="descent-model-{job_id}.npz"',
         "Cache-Control": "private, max-age=86400"})
@@ -113,10 +118,6 @@ def _predict(job_id: str, body: bytes, cache: ModelCache, store: JobStore,
 
 def _cached(cache: ModelCache, store: JobStore, job_id: str, tenant: str) -> Model:
     # The ownership check on every request; the model's bytes only once per process.
-    job = store.get_job(job_id, tenant=tenant)
-    if job is not None and job["status"] == "succeeded":
-        model = cache.get(job_id)
-        if model is not None:
-            return model
-    return cache.load(job_id, _model_blob(store, job_id, tenant))
+    _succeeded(store, job_id, tenant)
+    return cache.get(job_id) or cache.load(job_id, _weights(store, job_id, tenant))
 
