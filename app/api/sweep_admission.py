@@ -111,10 +111,9 @@ def _dimension(
         return _range(spec, base, name, given, verdict)
     values = []
     for index, value in enumerate(given.values):
-        problem = _check(base, name, value)
+        checked, problem = _check(base, name, value)
         if problem is None:
-            values.append(getattr(JobSpec.model_validate({**base.stored_spec(), name: value}),
-                                  name))
+            values.append(checked)
         else:
             verdict.refuse([*loc, "values", index],
                            f"space.{name}.values[{index}]: {problem}", value)
@@ -149,20 +148,20 @@ def _range(
                        f"{given.high:g}", given.model_dump())
         return None
     for end, value in (("low", low), ("high", high)):
-        problem = _check(base, name, value)
+        problem = _check(base, name, value)[1]
         if problem is not None:
             verdict.refuse([*loc, end], f"space.{name}.{end}: {problem}", value)
     return Dimension(name, low=low, high=high, log=given.log, integer=integer)
 
 
-def _check(base: JobSpec, name: str, value: Any) -> str | None:
-    """What is wrong with `value` as the job spec's `name`, in the spec's own words."""
+def _check(base: JobSpec, name: str, value: Any) -> tuple[Any, str | None]:
+    """`value` as the job spec's `name` (10.0 -> 10, say) and None; or what is wrong with
+    it, in the spec's own words."""
     try:
-        JobSpec.model_validate({**base.stored_spec(), name: value})
+        return getattr(JobSpec.model_validate({**base.stored_spec(), name: value}), name), None
     except ValidationError as exc:
-        return "; ".join(describe({**e, "loc": ("body", *e["loc"])})["msg"]
-                         for e in exc.errors())
-    return None
+        return None, "; ".join(describe({**e, "loc": ("body", *e["loc"])})["msg"]
+                               for e in exc.errors())
 
 
 def _trial_count(
