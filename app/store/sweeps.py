@@ -137,21 +137,19 @@ class SweepStore(JobStore):
 
     def get_sweep(self, sweep_id: str, *, tenant: str | None) -> dict[str, Any] | None:
         """The public sweep with its leaderboard; None when unknown or another tenant's."""
+        found = self.get_sweep_and_rows(sweep_id, tenant=tenant)
+        return found[0] if found else None
+
+    def get_sweep_and_rows(
+        self, sweep_id: str, *, tenant: str | None
+    ) -> tuple[dict[str, Any], dict[int, dict[int, dict[str, Any]]]] | None:
+        """The sweep, and each made trial's epoch rows (trial -> epoch -> row) from the same
+        read: what its curves and its picture draw."""
         fields = self._fields(sweep_id, tenant)
         if fields is None:
             return None
-        return self._document(fields, self._trial_views(fields))
-
-    def trial_rows(self, sweep_id: str, *, tenant: str) -> dict[int, dict[int, dict[str, Any]]]:
-        """Each made trial's epoch rows (trial -> epoch -> row): the sweep's picture."""
-        fields = self._fields(sweep_id, tenant)
-        if fields is None:
-            raise SweepNotFound(sweep_id)
-        jobs = self._trial_jobs(sweep_id)
-        pipe = self._redis.pipeline(transaction=False)
-        for job_id in jobs.values():
-            pipe.hgetall(self.keys.job(job_id).epochs)
-        return {trial: _rows(raw) for trial, raw in zip(jobs, pipe.execute(), strict=True)}
+        views, rows = self._trial_views(fields)
+        return self._document(fields, views), rows
 
     def list_sweeps(
         self, *, tenant: str, limit: int = 20, cursor: str | None = None
@@ -180,8 +178,11 @@ class SweepStore(JobStore):
         raw = self._redis.hgetall(self.keys.sweep_jobs(sweep_id))
         return dict(sorted((int(k), text(v)) for k, v in raw.items()))
 
-    def _trial_views(self, fields: Mapping[str, str]) -> list[dict[str, Any]]:
-        """One leaderboard row per planned trial, in trial order (unranked)."""
+    def _trial_views(
+        self, fields: Mapping[str, str]
+    ) -> tuple[list[dict[str, Any]], dict[int, dict[int, dict[str, Any]]]]:
+        """One leaderboard row per planned trial, in trial order (unranked), and the made
+        trials' epoch rows."""
         objective = json.loads(fields["spec"])["objective"]
         planned = json.loads(fields["trials"])
         jobs = self._trial_jobs(fields["id"])
@@ -193,7 +194,7 @@ class SweepStore(JobStore):
             pipe.get(keys.metrics)
         answers = pipe.execute()
         found = {trial: answers[3 * i : 3 * i + 3] for i, trial in enumerate(jobs)}
-        views = []
+        views, rows = [], {}
         for trial, plan in enumerate(planned):
             view: dict[str, Any] = {
                 "trial": trial, "job_id": jobs.get(trial), "params": plan["params"],
@@ -202,10 +203,11 @@ class SweepStore(JobStore):
             }
             if trial in found:
                 job, epochs, metrics = found[trial]
-                state = _trial_state(decode_hash(job), _rows(epochs), metrics, objective)
+                rows[trial] = _rows(epochs)
+                state = _trial_state(decode_hash(job), rows[trial], metrics, objective)
                 view.update(state or {"job_id": None})  # claimed, not made: waits its turn
             views.append(view)
-        return views
+        return views, rows
 
     def _document(
         self, fields: Mapping[str, str], views: list[dict[str, Any]] | None
@@ -387,7 +389,7 @@ class SweepStore(JobStore):
     def _choose_winner(self, fields: dict[str, str]) -> str:
         """Every trial has ended: the best succeeded trial by the objective at its chosen
         epoch (ties: the lower trial) wins, and its test set is sent for evaluation."""
-        views = self._trial_views(fields)
+        views = self._trial_views(fields)[0]
         objective = json.loads(fields["spec"])["objective"]
         contenders = [v for v in views
                       if v["status"] == "succeeded" and v["objective_value"] is not None]

@@ -15,6 +15,7 @@ from app.api.routes.jobs import quota_refusal
 from app.api.schemas import ErrorDetail, QuotaRefusal, Unprocessable
 from app.api.sweep_admission import admit_sweep
 from app.api.sweep_schemas import Sweep, SweepCurves, SweepList, SweepSpec
+from app.store.keys import SWEEP_TERMINAL
 from app.store.records import QuotaExceeded
 from app.store.sweeps import SweepAlreadyEnded, SweepNotFound, SweepStore
 from app.sweeps import objective_at
@@ -127,11 +128,10 @@ def cancel_sweep(sweep_id: str, sweeps: SweepsDep, principal: PrincipalDep) -> A
 def sweep_curves(sweep_id: str, sweeps: SweepsDep, principal: PrincipalDep) -> Any:
     """Each made trial's objective per epoch: what the overlay picture and the dashboard's
     chart draw."""
-    tenant = principal.tenant.id
-    sweep = sweeps.get_sweep(sweep_id, tenant=tenant)
-    if sweep is None:
+    found = sweeps.get_sweep_and_rows(sweep_id, tenant=principal.tenant.id)
+    if found is None:
         raise _not_found(sweep_id)
-    rows = sweeps.trial_rows(sweep_id, tenant=tenant)
+    sweep, rows = found
     objective = sweep["objective"]
     trials = []
     for view in sorted(sweep["trials"], key=lambda v: v["trial"]):
@@ -147,14 +147,14 @@ def sweep_curves(sweep_id: str, sweeps: SweepsDep, principal: PrincipalDep) -> A
 
 
 def _picture(sweep_id: str, fmt: str, sweeps: SweepStore, tenant: str) -> Response:
-    sweep = sweeps.get_sweep(sweep_id, tenant=tenant)
-    if sweep is None:
+    found = sweeps.get_sweep_and_rows(sweep_id, tenant=tenant)
+    if found is None:
         raise _not_found(sweep_id)
-    done = sweep["status"] in ("succeeded", "failed", "cancelled")
+    sweep, rows = found
+    done = sweep["status"] in SWEEP_TERMINAL
     key = f"sweep:{sweep_id}"
     body = pictures.cached(key, fmt) if done else None
     if body is None:
-        rows = sweeps.trial_rows(sweep_id, tenant=tenant)
         body = pictures.render_sweep(sweep, rows, fmt)
         if done:
             pictures.keep(key, fmt, body)
