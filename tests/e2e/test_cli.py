@@ -208,7 +208,10 @@ def test_sweep_follow_as_json_ends_with_the_winners_test(service: Service, tmp_p
     assert result.returncode == 0, result.stderr
     snapshots = [e["data"] for e in lines(result.stdout)]
     assert all(e["event"] == "sweep" for e in lines(result.stdout))
-    assert snapshots[0]["status"] == "queued" and snapshots[-1]["status"] == "succeeded"
+    # The submit's answer: queued, or running if a worker took a trial before it was read
+    assert snapshots[0]["status"] in ("queued", "running") and snapshots[0]["test"] is None
+    assert {s["id"] for s in snapshots} == {snapshots[0]["id"]}
+    assert snapshots[-1]["status"] == "succeeded"
     final = snapshots[-1]
     assert final["winner"]["params"] == {"learning_rate": 0.2}
     assert final["test"]["accuracy"] > 0.5
