@@ -18,7 +18,6 @@ from trainer.model import model_from_bytes, model_to_bytes, predict_proba, read_
 from trainer.numerical import gradient_check, numerical_gradient
 from trainer.reporting import Callbacks
 from trainer.rundata import planned_iterations, training_size
-from trainer.uploads import load_npz
 
 __all__ = [
     "Callbacks",
@@ -42,7 +41,6 @@ __all__ = [
     "evaluate_test_set",
     "gradient_check",
     "load_dataset",
-    "load_npz",
     "model_from_bytes",
     "model_to_bytes",
     "numerical_gradient",

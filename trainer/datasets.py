@@ -13,7 +13,7 @@ import numpy as np
 
 from trainer.errors import DatasetError, DatasetUnavailable, UnknownDataset
 from trainer.idx import read_idx, read_idx_header
-from trainer.splits import held_out_test_size
+from trainer.splits import DEFAULT_TEST_FRACTION, held_out_test_size
 
 # (file name, number of dimensions) of the four IDX files, in the order they are read.
 IDX_FILES = (
@@ -45,6 +45,12 @@ class Dataset:
     n_classes: int
     x_test: np.ndarray | None = None  # the dataset's own fixed test split, if any
     t_test: np.ndarray | None = None
+    # An upload's: its labels in the order of the outputs (None: 0, 1, ...), how its raw
+    # features are preprocessed per job ("none" or "standardize"), and the fraction held
+    # out as the test set when it has no test split of its own.
+    classes: tuple[Any, ...] | None = None
+    preprocess: str = "none"
+    test_fraction: float = DEFAULT_TEST_FRACTION
 
     def __post_init__(self) -> None:
         if self.x.ndim != 2 or self.t.shape != (len(self.x),):

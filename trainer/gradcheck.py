@@ -15,6 +15,7 @@ from trainer.datasets import Dataset
 from trainer.errors import InvalidConfig
 from trainer.network import Network, init_params
 from trainer.numerical import H, numerical_gradient, relative_errors
+from trainer.preprocess import Standardize
 from trainer.reporting import Clock
 from trainer.rundata import rng_streams
 from trainer.splits import make_splits
@@ -100,7 +101,8 @@ def initial_batch(config: TrainConfig, dataset: Dataset) -> tuple[Network, Array
 
     The same random streams as the training loop (rng_streams(seed)): the same split
     (with config.validation_fraction), the same weight draws kept in float64 rather than
-    the job's dtype, and the first batch_size rows of the first epoch's shuffle. Raises
+    the job's dtype, and the first batch_size rows of the first epoch's shuffle,
+    standardized as the job's would be when the dataset asks for it. Raises
     InvalidConfig naming the field (a batch larger than the training set).
     """
     split_rng, init_rng, shuffle_rng, _ = rng_streams(config.seed)
@@ -110,8 +112,11 @@ def initial_batch(config: TrainConfig, dataset: Dataset) -> tuple[Network, Array
     params = init_params(sizes, config.activation, init_rng, config.weight_init_std, "float64")
     net = Network(params, config.activation, config.loss)
     first = shuffle_rng.permutation(splits.n_train)[: config.batch_size]
-    x = splits.x_source[splits.train_rows[first]].astype(np.float64)
-    return net, x, splits.t_train[first]
+    rows = splits.train_rows[first]
+    if dataset.preprocess == "standardize":  # as the job would: its training rows' statistics
+        standardize = Standardize.fit(splits.x_source, splits.train_rows)
+        return net, standardize.apply(splits.x_source, np.float64, rows), splits.t_train[first]
+    return net, splits.x_source[rows].astype(np.float64), splits.t_train[first]
 
 
 def check_initial_gradients(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from trainer.metrics import Evaluation, evaluate, report_test_set
 from trainer.network import Network, init_params
 from trainer.numerical import numerical_gradient
 from trainer.optim import SGD
+from trainer.preprocess import NO_PREPROCESSING, from_meta
 from trainer.reporting import Callbacks, CheckpointCadence, Clock, Reporter
 from trainer.rundata import prepare, rng_streams
 from trainer.splits import make_splits
@@ -43,6 +44,8 @@ class TrainResult:
     metrics: dict[str, Any]
     warnings: list[str]
     params: list[Array] = field(repr=False)
+    # How the model's raw inputs are preprocessed (the model file carries it).
+    preprocess: dict[str, Any] = field(default_factory=lambda: dict(NO_PREPROCESSING))
 
 
 def train(
@@ -108,6 +111,7 @@ class _Fit:
         self, config: TrainConfig, dataset: Dataset, callbacks: Callbacks, clock: Clock
     ) -> None:
         self.config, self.callbacks, self.clock = config, callbacks, clock
+        self.classes = dataset.classes
         self.started = clock()
         self.epoch = 0  # epochs completed
         self.iteration = 0  # mini-batches completed
@@ -270,7 +274,8 @@ class _Fit:
         if self.evaluate_test:
             splits = data.splits
             test = report_test_set(
-                net, splits.x_test, splits.t_test, data.n_classes, self.check_stop
+                net, splits.x_test, splits.t_test, data.n_classes, self.check_stop,
+                self.classes,
             )
         final_loss = self.recent[-1].train_loss if self.recent else self.initial_loss
         metrics = {
@@ -287,7 +292,9 @@ class _Fit:
         warnings = learning_rate_warnings(
             self.initial_loss, final_loss, self.iteration, config.learning_rate
         ) + stopped_too_soon_warnings(self.recent, config.epochs)
-        return TrainResult(metrics=metrics, warnings=warnings, params=self.best.params)
+        preprocess = NO_PREPROCESSING if data.standardize is None else data.standardize.to_meta()
+        return TrainResult(metrics=metrics, warnings=warnings, params=self.best.params,
+                           preprocess=preprocess)
 
     def _gradient_fn(self) -> Callable[[Array, Array], float]:
         """The batch loss; either way the gradient lands in net.flat_grads for the optimiser."""
@@ -313,15 +320,19 @@ def overfitting(train_accuracy: float, test: dict[str, Any] | None) -> dict[str,
 
 
 def evaluate_test_set(
-    config: TrainConfig, dataset: Dataset, net: Network
+    config: TrainConfig, dataset: Dataset, net: Network,
+    preprocess: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `test` block of a model that `train(config, dataset, evaluate_test=False)` chose:
-    the same seeded split, so the same test rows, read here for the first time."""
+    the same seeded split, so the same test rows, read here for the first time, with the
+    model's own `preprocess` (TrainResult.preprocess, the model file's meta)."""
     config.validate()
     split_rng = rng_streams(config.seed)[0]
-    splits = make_splits(dataset, config.validation_fraction, split_rng)
+    splits = replace(make_splits(dataset, config.validation_fraction, split_rng),
+                     standardize=from_meta(preprocess))
     with np.errstate(over="ignore"):
-        return report_test_set(net, splits.x_test, splits.t_test, splits.n_classes)
+        return report_test_set(net, splits.x_test, splits.t_test, splits.n_classes,
+                               classes=dataset.classes)
 
 
 def _all_finite(arrays: list[Array]) -> bool:

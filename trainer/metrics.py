@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +61,9 @@ def confusion_matrix(t: Array, predictions: Array, n_classes: int) -> Array:
     return matrix
 
 
-def per_class(matrix: Array) -> list[dict[str, Any]]:
-    """Precision, recall, F1 and support of each label; 0.0 where a ratio is 0/0."""
+def per_class(matrix: Array, classes: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    """Precision, recall, F1 and support of each class (labelled by `classes`, default
+    0, 1, ...); 0.0 where a ratio is 0/0."""
     tp = np.diag(matrix).astype(np.float64)
     predicted = matrix.sum(axis=0).astype(np.float64)
     support = matrix.sum(axis=1)
@@ -71,7 +73,7 @@ def per_class(matrix: Array) -> list[dict[str, Any]]:
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
     return [
         {
-            "label": label,
+            "label": label if classes is None else classes[label],
             "precision": float(precision[label]),
             "recall": float(recall[label]),
             "f1": float(f1[label]),
@@ -82,9 +84,11 @@ def per_class(matrix: Array) -> list[dict[str, Any]]:
 
 
 def report_test_set(
-    net: Network, x: Array, t: Array, n_classes: int, check_stop: StopCheck | None = None
+    net: Network, x: Array, t: Array, n_classes: int, check_stop: StopCheck | None = None,
+    classes: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
-    """The `test` block of a job's metrics."""
+    """The `test` block of a job's metrics; per_class labels are `classes` (an upload's
+    own labels) when given."""
     result = evaluate(net, x, t, check_stop=check_stop)
     matrix = confusion_matrix(t, result.predictions, n_classes)
     return {
@@ -92,5 +96,5 @@ def report_test_set(
         "accuracy": result.accuracy,
         "n": result.n,
         "confusion_matrix": matrix.tolist(),
-        "per_class": per_class(matrix),
+        "per_class": per_class(matrix, classes),
     }

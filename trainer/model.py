@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from trainer.checkpoint import npz_bytes, read_npz
 from trainer.network import Network
+from trainer.preprocess import NO_PREPROCESSING
 
 Array = np.ndarray
 
 FORMAT = "descent-model/1"
 
 
-NO_PREPROCESSING: dict[str, Any] = {"kind": "none"}
-
-
 def model_to_bytes(
     params: list[Array], activation: str, loss: str, *, dataset: str | None = None,
-    classes: list[Any] | None = None, preprocess: dict[str, Any] | None = None,
+    classes: Sequence[Any] | None = None, preprocess: dict[str, Any] | None = None,
 ) -> bytes:
     """params [W1, b1, W2, b2, ...] (a Network's, or TrainResult.params) as .npz bytes.
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from trainer.config import TrainConfig
 from trainer.datasets import Dataset
 from trainer.errors import StopCheck
+from trainer.preprocess import Standardize
 from trainer.splits import Splits, make_splits, split_sizes
 
 Array = np.ndarray
@@ -46,18 +47,27 @@ class RunData:
     t_val: Array
     splits: Splits  # where the test set is read, only when it is evaluated
     n_classes: int
+    standardize: Standardize | None  # fitted on the training rows alone, when the dataset asks
 
 
 def prepare(
     config: TrainConfig, dataset: Dataset, split_rng: np.random.Generator,
     eval_rng: np.random.Generator, check_stop: StopCheck,
 ) -> RunData:
-    """Split the dataset; copy the training rows only if the job's dtype needs it."""
+    """Split the dataset; copy the training rows only if the job's dtype (or the dataset's
+    standardisation, whose statistics come from the training rows alone) needs it."""
     splits = make_splits(dataset, config.validation_fraction, split_rng)
     n_train = splits.n_train
     config.validate(n_train)
     dtype = np.dtype(config.resolved_dtype)
-    if splits.x_source.dtype == dtype and splits.x_source.flags.c_contiguous:
+    standardize = None
+    if dataset.preprocess == "standardize":
+        standardize = Standardize.fit(splits.x_source, splits.train_rows, check_stop)
+        splits = replace(splits, standardize=standardize)
+    if standardize is not None:
+        x_source = standardize.apply(splits.x_source, dtype, splits.train_rows)
+        rows = np.arange(n_train)
+    elif splits.x_source.dtype == dtype and splits.x_source.flags.c_contiguous:
         x_source, rows = splits.x_source, splits.train_rows  # batches gathered in place
     else:  # in pieces: no full-size temporary in the dataset's dtype
         x_source, rows = np.empty((n_train, splits.x_source.shape[1]), dtype), np.arange(n_train)
@@ -72,8 +82,10 @@ def prepare(
         t_train=splits.t_train,
         eval_rows=rows[eval_idx],
         t_eval=splits.t_train[eval_idx],
-        x_val=splits.x_val,  # evaluate() casts each piece to the job's dtype
+        # evaluate() casts each piece to the job's dtype
+        x_val=splits.x_val if standardize is None else standardize.apply(splits.x_val, dtype),
         t_val=splits.t_val,
         splits=splits,
         n_classes=splits.n_classes,
+        standardize=standardize,
     )

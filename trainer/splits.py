@@ -11,6 +11,7 @@ from trainer.errors import DatasetError, InvalidConfig
 
 if TYPE_CHECKING:
     from trainer.datasets import Dataset
+    from trainer.preprocess import Standardize
 
 DEFAULT_TEST_FRACTION = 0.2
 
@@ -36,6 +37,7 @@ class Splits:
     test_source: tuple[np.ndarray, np.ndarray]  # (x, t) arrays that hold the test rows
     test_rows: np.ndarray | None  # which rows of them (None: all, the dataset's own split)
     n_classes: int
+    standardize: Standardize | None = None  # applied to the test rows as they are read
 
     @property
     def x_train(self) -> np.ndarray:
@@ -52,9 +54,11 @@ class Splits:
 
     def _test(self, which: int) -> np.ndarray:
         source = self.test_source[which]
-        if self.test_rows is None:
-            return np.array(source, order="C", copy=True)
-        return source[self.test_rows]
+        rows = np.array(source, order="C", copy=True) if self.test_rows is None \
+            else source[self.test_rows]
+        if which == 0 and self.standardize is not None:
+            return self.standardize.apply(rows, rows.dtype)
+        return rows
 
     @property
     def n_train(self) -> int:
@@ -95,11 +99,11 @@ def make_splits(
     dataset: Dataset,
     validation_fraction: float,
     rng: np.random.Generator,
-    test_fraction: float = DEFAULT_TEST_FRACTION,
 ) -> Splits:
     """Split `dataset` into train / validation / test, stratified by label.
 
-    The test set is the dataset's own when it has one, else `held_out_test_size` samples;
+    The test set is the dataset's own when it has one, else `held_out_test_size` samples
+    (of the dataset's test_fraction);
     the validation set is then `split_sizes(...)[1]` of the remaining samples. The result
     depends only on the data, the fractions and the state of `rng`; every array but
     `x_source` (and the test set, read only when asked for) is a new C-contiguous copy and
@@ -111,7 +115,7 @@ def make_splits(
         test_source = (dataset.x_test, dataset.t_test)
         pool = np.arange(len(t))
     else:
-        n_test = held_out_test_size(len(t), test_fraction)
+        n_test = held_out_test_size(len(t), dataset.test_fraction)
         test_rows, pool = _stratified_take(t, np.arange(len(t)), n_test, rng)
         test_source = (x, t)
     _, n_val = split_sizes(len(pool), validation_fraction)
