@@ -157,6 +157,18 @@ class Settings(BaseSettings):
         description="Largest accepted body of POST /v1/jobs/{id}/predict, in bytes (10,000 "
         "rows of 784 features as JSON take about 80 MB).",
     )
+    max_upload_bytes: int = Field(
+        default=512 * 2**20,
+        gt=0,
+        description="Largest uploaded dataset file (POST /v1/datasets), in bytes; a larger "
+        "one is refused with 413 while it streams in (a tenant's max_dataset_bytes may be "
+        "lower).",
+    )
+    upload_dir: str | None = Field(
+        default=None,
+        description="Where the API spools an upload while it streams in (default: the "
+        "system's temporary directory).",
+    )
     model_cache_bytes: int = Field(
         default=256 * 2**20,
         ge=0,

@@ -8,18 +8,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any, TypeVar
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 
+from app.data import Datasets
 from app.settings import Settings
 from app.store.base import UNREACHABLE
 from app.store.keys import TERMINAL_STATUSES
 from app.store.leases import LeaseHolder
 from app.store.records import LeaseLost
 from app.store.sweeps import SweepStore
+from app.store.uploads import UploadStore
 from trainer import (
     Callbacks,
     Checkpoint,
@@ -32,9 +33,7 @@ from trainer import (
     TrainConfig,
     TrainerError,
     TrainResult,
-    dataset_info,
     estimate_cost,
-    load_dataset,
     model_to_bytes,
     train,
 )
@@ -45,12 +44,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 CANCEL_MESSAGE = b"1"  # what app.store.lua's CANCEL publishes on the job's channel
 TrainFn = Callable[..., TrainResult]
-
-
-@lru_cache(maxsize=4)
-def cached_dataset(name: str, data_dir: str | None) -> Dataset:
-    """Datasets are read once per worker process (Fashion-MNIST takes about a second)."""
-    return load_dataset(name, data_dir)
 
 
 def new_token() -> str:
@@ -67,9 +60,11 @@ class JobRunner:
 
     def __init__(
         self, holder: LeaseHolder, settings: Settings, job_id: str, *, train_fn: TrainFn = train,
-        sweeps: SweepStore | None = None,
+        sweeps: SweepStore | None = None, datasets: Datasets | None = None,
     ) -> None:
         self.holder = holder
+        self.datasets = datasets or Datasets(
+            UploadStore(holder.client, prefix=holder.keys.prefix), settings.data_dir)
         self.sweeps = sweeps  # a sweep's trial asks it at each epoch's end: pruned?
         self.sweep_id: str | None = None  # set when the job turns out to be a sweep's trial
         self._pruned: str | None = None  # why the median rule ended this trial
@@ -224,9 +219,8 @@ class JobRunner:
         spec = job["spec"]
         try:
             config = TrainConfig.from_dict(spec)
-            data_dir = self.settings.data_dir
-            info = dataset_info(spec["dataset"], data_dir)
-            dataset = cached_dataset(spec["dataset"], data_dir)
+            info = self.datasets.info(spec["dataset"])
+            dataset = self.datasets.load(spec["dataset"])
             estimate = estimate_cost(
                 config, info.n_train, info.n_features, info.n_classes, n_test=info.n_test
             )
@@ -249,7 +243,7 @@ class JobRunner:
                 self.flush_pending()
             if self._pruned is not None:  # pruned at the last epoch's end
                 raise Stopped(result.metrics["iterations"])
-            weights, weights_warnings = self._weights_to_keep(result, config, spec["dataset"])
+            weights, weights_warnings = self._weights_to_keep(result, config, dataset)
         except Stopped:
             if self._lost:
                 return "lease lost to another worker"
@@ -323,13 +317,15 @@ class JobRunner:
         return False
 
     def _weights_to_keep(
-        self, result: TrainResult, config: TrainConfig, dataset_name: str
+        self, result: TrainResult, config: TrainConfig, dataset: Dataset
     ) -> tuple[bytes | None, list[str]]:
-        """The trained model's bytes, or None and the warning why (over the budget)."""
+        """The trained model's bytes (with its dataset's name, class labels and the
+        preprocessing of its inputs), or None and the warning why (over the budget)."""
         size, limit = sum(p.nbytes for p in result.params), self.settings.max_weights_bytes
         if size <= limit:
             return model_to_bytes(result.params, config.activation, config.loss,
-                                  dataset=dataset_name), []
+                                  dataset=dataset.name, classes=dataset.classes,
+                                  preprocess=result.preprocess), []
         setting = "DESCENT_MAX_WEIGHTS_BYTES"
         return None, [f"the trained weights are not kept: {_over(size, limit, setting)}"]
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
+from app.data import Datasets
 from app.settings import get_settings
 from app.store.leases import LeaseHolder
 from app.store.queue import EVALUATE_TASK, TRAIN_TASK
 from app.store.sweeps import SweepStore
-from trainer import TrainConfig, evaluate_test_set, model_from_bytes, overfitting
+from app.store.uploads import UploadStore
+from trainer import DatasetError, TrainConfig, evaluate_test_set, overfitting, read_model
 from worker.celery_app import celery_app
 from worker.outage import RedisOutage
-from worker.runner import JobRunner, cached_dataset
+from worker.runner import JobRunner
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,13 @@ def sweep_store() -> SweepStore:
     return SweepStore.from_settings(get_settings(), lease_holder().client)
 
 
+@lru_cache(maxsize=1)
+def datasets() -> Datasets:
+    """Built-in datasets and uploads, each read once per worker process."""
+    settings = get_settings()
+    return Datasets(UploadStore.from_settings(settings, lease_holder().client), settings.data_dir)
+
+
 @celery_app.task(
     name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True
 )
@@ -36,7 +45,8 @@ def train_job(job_id: str) -> str:
     """Run one attempt of the job. Nothing is retried here: bad input, divergence and time
     limits end the job; a Redis outage is waited out inside the run; a lost worker comes
     back by redelivery or the reaper."""
-    runner = JobRunner(lease_holder(), get_settings(), job_id, sweeps=sweep_store())
+    runner = JobRunner(lease_holder(), get_settings(), job_id, sweeps=sweep_store(),
+                       datasets=datasets())
     try:
         outcome = runner.run()
     except RedisOutage as exc:
@@ -73,10 +83,14 @@ def evaluate_sweep_winner(sweep_id: str) -> str:
                "or expired)")
         sweeps.fail_evaluation(sweep_id, why)
         return f"failed: {why}"
-    settings = get_settings()
     config = TrainConfig.from_dict(job["spec"])
-    dataset = cached_dataset(job["spec"]["dataset"], settings.data_dir)
-    test = evaluate_test_set(config, dataset, model_from_bytes(weights))
+    net, meta = read_model(weights)
+    try:
+        dataset = datasets().load(job["spec"]["dataset"])
+    except DatasetError as exc:
+        sweeps.fail_evaluation(sweep_id, str(exc))
+        return f"failed: {exc}"
+    test = evaluate_test_set(config, dataset, net, meta["preprocess"])
     recorded = sweeps.record_test(
         sweep_id, test, overfitting(metrics["train"]["accuracy"], test)
     )

@@ -5,22 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from app.api.catalog import Catalog
 from app.api.errors import field_error
-from app.api.routes.datasets import described
 from app.api.schemas import JobSpec
-from app.api.wording import did_you_mean
 from app.settings import Settings
 from trainer import (
-    DatasetError,
-    DatasetInfo,
     InvalidConfig,
     TrainConfig,
-    UnknownDataset,
-    dataset_info,
     estimate_cost,
     training_size,
 )
-from trainer.datasets import BUILTIN_NAMES
 
 
 @dataclass(frozen=True)
@@ -30,19 +24,28 @@ class Admission:
     errors: list[dict[str, Any]]
     iterations: int | None = None
     seconds: float | None = None  # the run's estimated duration
+    dataset: str | None = None  # what the job's spec stores (an upload by its id)
+
+    def spec(self, spec: JobSpec) -> dict[str, Any]:
+        """The job's spec to store: defaults filled in, the dataset as resolved."""
+        return {**spec.stored_spec(), "dataset": self.dataset}
 
 
-def admit(spec: JobSpec, settings: Settings, max_job_seconds: float | None = None) -> Admission:
+def admit(
+    spec: JobSpec, settings: Settings, catalog: Catalog, max_job_seconds: float | None = None
+) -> Admission:
     """Refuse a spec that pydantic accepted but that cannot run here (or is absurd), with
-    422 entries; for one that can, count its iterations. `max_job_seconds`: the tenant's
-    quota (the deployment's DESCENT_MAX_JOB_SECONDS when None)."""
+    422 entries; for one that can, count its iterations. `catalog`: the datasets the
+    tenant may name. `max_job_seconds`: the tenant's quota (the deployment's
+    DESCENT_MAX_JOB_SECONDS when None)."""
     if max_job_seconds is None or max_job_seconds == settings.max_job_seconds:
         max_job_seconds, limit_name = settings.max_job_seconds, "DESCENT_MAX_JOB_SECONDS"
     else:
         limit_name = "your quota max_job_seconds"
-    info, errors = usable_dataset(spec.dataset, settings)
-    if info is None:
+    resolved, errors = catalog.resolve(spec.dataset)
+    if resolved is None:
         return Admission(errors)
+    info = resolved.info
     config = TrainConfig.from_dict(spec.stored_spec())
     try:
         config.validate(training_size(info.n_train, config))
@@ -90,27 +93,7 @@ def admit(spec: JobSpec, settings: Settings, max_job_seconds: float | None = Non
             "larger batch_size"
         )
         return Admission([field_error("epochs", message, spec.epochs, "iteration_limit")])
-    return Admission([], estimate.iterations, estimate.seconds)
-
-
-def usable_dataset(
-    name: str, settings: Settings
-) -> tuple[DatasetInfo, list[dict[str, Any]]] | tuple[None, list[dict[str, Any]]]:
-    """The catalogue entry of the dataset a request names, or (None, the 422 entry on
-    `dataset`): unknown (with the name probably meant), unreadable, or not available here
-    (with how to make it so)."""
-    try:
-        info = dataset_info(name, settings.data_dir)
-    except UnknownDataset as exc:
-        message = f"{exc}{did_you_mean(name, BUILTIN_NAMES)}"
-        return None, [field_error("dataset", message, name)]
-    except DatasetError as exc:
-        return None, [field_error("dataset", str(exc), name)]
-    if not info.available:
-        hint = described(info, settings)["hint"]
-        message = f"dataset {name!r} is not available here: {hint}"
-        return None, [field_error("dataset", message, name)]
-    return info, []
+    return Admission([], estimate.iterations, estimate.seconds, resolved.stored)
 
 
 def _either(options: list[str]) -> str:

@@ -10,6 +10,7 @@ from app.settings import Settings
 from app.store.jobs import JobStore
 from app.store.registry import WorkerRegistry
 from app.store.tenants import TenantStore, default_quotas
+from app.store.uploads import UploadStore
 
 
 def request_settings(request: Request) -> Settings:
@@ -27,6 +28,11 @@ def get_tenants(request: Request) -> TenantStore:
     return tenants
 
 
+def get_uploads(request: Request) -> UploadStore:
+    uploads: UploadStore = request.app.state.uploads
+    return uploads
+
+
 def get_default_quotas(settings: Annotated[Settings, Depends(request_settings)]) -> dict:
     return default_quotas(settings)
 
@@ -40,4 +46,5 @@ SettingsDep = Annotated[Settings, Depends(request_settings)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 TenantsDep = Annotated[TenantStore, Depends(get_tenants)]
 DefaultQuotasDep = Annotated[dict, Depends(get_default_quotas)]
+UploadsDep = Annotated[UploadStore, Depends(get_uploads)]
 RegistryDep = Annotated[WorkerRegistry, Depends(get_registry)]

@@ -167,18 +167,21 @@ class BodyLimit:
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int,
-                 larger: tuple[tuple[str, int, str], ...] = ()) -> None:
+                 larger: tuple[tuple[str, int, str], ...] = (),
+                 streamed: tuple[tuple[str, str], ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
         # (a path's ending, its own limit, the setting's name): predictions' big bodies
         self.names = larger
+        # (method, path): routes that read their body as it streams, with their own limit
+        self.streamed = streamed
 
     def limit_of(self, path: str) -> int:
         return next((limit for ending, limit, _ in self.names if path.endswith(ending)),
                     self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (scope["method"], scope["path"]) in self.streamed:
             await self.app(scope, receive, send)
             return
         max_bytes = self.limit_of(scope.get("path", ""))

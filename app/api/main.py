@@ -46,6 +46,7 @@ from app.store.feed import FeedReader
 from app.store.registry import WorkerRegistry
 from app.store.sweeps import SweepStore
 from app.store.tenants import KeyCheck, TenantStore
+from app.store.uploads import UploadStore
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 _frozen = False
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # SweepStore is a JobStore with sweeps: the jobs' routes and the sweeps' share it.
         app.state.store = SweepStore.from_settings(settings, client)
         app.state.tenants = TenantStore.from_settings(settings, client)
+        app.state.uploads = UploadStore.from_settings(settings, client)
         # What the API awaits on its event loop: the key check and the event stream.
         async_client = connect_async(settings)
         app.state.key_check = KeyCheck(async_client, settings.key_prefix)
@@ -113,7 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(redis.RedisError, redis_error_handler)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, larger=(
-        ("/predict", settings.max_predict_body_bytes, "DESCENT_MAX_PREDICT_BODY_BYTES"),))
+        ("/predict", settings.max_predict_body_bytes, "DESCENT_MAX_PREDICT_BODY_BYTES"),),
+        streamed=(("POST", "/v1/datasets"),))  # uploads: refused while they stream in
     app.add_middleware(MethodsMiddleware)
     app.add_middleware(HttpMetrics, registry=registry)  # outermost: it times everything
     app.include_router(jobs.router)

@@ -15,7 +15,6 @@ from trainer.config import (
     MAX_LEARNING_RATE,
     MAX_VALIDATION_FRACTION,
 )
-from trainer.datasets import DatasetInfo
 
 
 def _integral(value: Any) -> Any:
@@ -42,7 +41,9 @@ Text = Annotated[str, BeforeValidator(_unicode)]
 
 # The network's fields, shared by a job spec and a gradient check's body.
 DatasetName = Annotated[
-    Text, Field(min_length=1, max_length=200, description="A name from GET /v1/datasets.")
+    Text, Field(min_length=1, max_length=200,
+                description="A built-in dataset's name, or one of your uploads' name or id "
+                "(GET /v1/datasets).")
 ]
 HiddenSizes = Annotated[list[int], Field(
     min_length=1,
@@ -194,12 +195,54 @@ class Curve(BaseModel):
     status: Status
 
 
+class BuiltinDataset(BaseModel):
+    """A built-in dataset (the trainer's catalogue entry)."""
+
+    name: str
+    kind: Literal["builtin"] = "builtin"
+    description: str
+    available: bool
+    n_train: int
+    n_test: int
+    n_features: int
+    n_classes: int
+    hint: str | None = Field(None, description="When unavailable: how to make it available.")
+
+
+class UploadedDataset(BaseModel):
+    """One of your uploads (POST /v1/datasets)."""
+
+    id: str
+    name: str
+    kind: Literal["upload"] = "upload"
+    description: str
+    available: bool = True
+    n_train: int = Field(description="Rows a job trains on (with validation taken out of "
+                         "them, per the job's validation_fraction).")
+    n_test: int = Field(description="The test rows: the file's own test split, or held out.")
+    n_features: int
+    n_classes: int
+    classes: list[int | float | str] = Field(
+        description="The labels, in the order of the model's outputs.")
+    preprocess: Literal["none", "standardize"]
+    test_fraction: float | None = Field(
+        description="The fraction held out as the test set (None: the file's own split).")
+    label_column: str | None = Field(description="A CSV's label column.")
+    columns: list[str] | None = Field(description="A CSV's feature columns, in order.")
+    file_name: str
+    file_bytes: int
+    file_sha256: str = Field(description="SHA-256 of the file as sent.")
+    bytes: int = Field(description="Bytes stored (counted by max_dataset_bytes).")
+    sha256: str = Field(description="SHA-256 of the stored form, its address in the store.")
+    created_at: str
+
+
 class DatasetList(BaseModel):
-    items: list[DatasetInfo]  # the trainer's own catalogue entry (a plain dataclass)
+    items: list[BuiltinDataset | UploadedDataset]
 
 
 class ClassReport(BaseModel):
-    label: int | str
+    label: int | float | str  # an upload's own class label
     precision: float
     recall: float
     f1: float
@@ -293,7 +336,7 @@ class Usage(BaseModel):
     waiting_jobs: int = Field(description="Queued jobs waiting for a max_running_jobs slot.")
     dispatched_jobs: int = Field(description="Jobs holding a max_running_jobs slot.")
     submissions_last_minute: int
-    dataset_bytes: int
+    dataset_bytes: int = Field(description="Stored bytes of the uploads (max_dataset_bytes).")
 
 
 class TenantRef(BaseModel):

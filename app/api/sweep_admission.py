@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.api.admission import admit
+from app.api.catalog import Catalog
 from app.api.schemas import JobSpec
 from app.api.sweep_schemas import Range, SweepSpec
 from app.api.wording import describe, did_you_mean, shown
@@ -33,6 +34,7 @@ class SweepAdmission:
     errors: list[dict[str, Any]] = field(default_factory=list)
     trials: list[Trial] = field(default_factory=list)
     estimated_seconds: float = 0.0
+    dataset: str | None = None  # the base's dataset as a job stores it (an upload's id)
 
     def refuse(self, loc: list[str | int], message: str, value: Any,
                kind: str = "value_error") -> None:
@@ -42,7 +44,7 @@ class SweepAdmission:
 
 
 def admit_sweep(
-    spec: SweepSpec, settings: Settings, quotas: Mapping[str, Any]
+    spec: SweepSpec, settings: Settings, quotas: Mapping[str, Any], catalog: Catalog
 ) -> SweepAdmission:
     verdict = SweepAdmission()
     base = _base(spec, verdict)
@@ -65,14 +67,15 @@ def admit_sweep(
     base_spec = base.stored_spec()
     for number, params in enumerate(drawn):
         job = JobSpec.model_validate({**base_spec, **params})
-        admission = admit(job, settings, quotas["max_job_seconds"])
+        admission = admit(job, settings, catalog, quotas["max_job_seconds"])
         for error in admission.errors:
             name = str(error["loc"][-1])
             where: list[str | int] = ["space", name] if name in params else ["base", name]
             verdict.refuse(where, f"trial {number} ({_params(params)}): {error['msg']}",
                            error.get("input"), error.get("type", "value_error"))
         if not admission.errors:
-            verdict.trials.append(Trial(params, job.stored_spec(), admission.iterations))
+            verdict.dataset = admission.dataset
+            verdict.trials.append(Trial(params, admission.spec(job), admission.iterations))
             verdict.estimated_seconds += admission.seconds or 0.0
     return verdict
 

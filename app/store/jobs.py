@@ -19,9 +19,10 @@ from app.settings import (
 from app.store import lua
 from app.store.base import StoreBase
 from app.store.curve import BYTES_PER_POINT, check_curve_query, curve_document
-from app.store.keys import STATUSES, is_job_id
+from app.store.keys import STATUSES, is_dataset_id, is_job_id
 from app.store.queue import TaskMessages
 from app.store.records import (
+    DatasetGone,
     IdempotencyConflict,
     JobAlreadyFinished,
     JobNotFound,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from app.settings import Settings
 
 __all__ = [
+    "DatasetGone",
     "IdempotencyConflict",
     "JobAlreadyFinished",
     "JobNotFound",
@@ -119,7 +121,9 @@ class JobStore(StoreBase):
         known, is the run's total for the job's progress. `job_id`: an id chosen (and
         claimed) beforehand, by a sweep, which also gives `extra` hash fields (sweep_id,
         trial); it must not be a job's already. `submission` False: a sweep's trial, which
-        submissions_per_minute neither limits nor counts (the sweep was the submission)."""
+        submissions_per_minute neither limits nor counts (the sweep was the submission).
+        An upload the spec's dataset names must still exist (else DatasetGone): checked in
+        the same script, which a DELETE of it (app.store.uploads) cannot come between."""
         if not isinstance(spec, dict):
             raise TypeError(f"spec must be a dict, got {type(spec).__name__}")
         if idempotency_key is not None and not idempotency_key:
@@ -135,12 +139,15 @@ class JobStore(StoreBase):
             self.keys.idempotency(tenant, idempotency_key) if idempotency_key else job_keys.job
         )
         limits = quotas or {}
+        dataset = spec.get("dataset")
+        requires = (self.keys.dataset(dataset) if isinstance(dataset, str)
+                    and is_dataset_id(dataset) else job_keys.job)
         created, *found = self._create(
             keys=[
                 *job_keys.all(), self.keys.seq, self.keys.jobs, idem_key,
                 self.keys.tenant_jobs(tenant), self.keys.tenant_submissions(tenant),
                 self.keys.tenant_slots(tenant), self.keys.tenant_waiting(tenant),
-                self.keys.tenants_waiting,
+                self.keys.tenants_waiting, requires,
             ],
             args=[
                 job_id,
@@ -156,6 +163,8 @@ class JobStore(StoreBase):
                 *(item for pair in fields.items() for item in pair),
             ],
         )
+        if created == -3:
+            raise DatasetGone(spec.get("dataset"))
         if created == -1:
             quota, limit, count, retry_after = found
             raise QuotaExceeded(text(quota), int(limit), int(count), int(retry_after))

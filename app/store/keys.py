@@ -58,6 +58,14 @@ Every key lives under ``{prefix}:``:
 ``sweep:{id}:lock`` (string with a PX TTL): one process at a time advances the sweep.
 ``tenant:{tid}:sweeps`` (sorted set, score = a ``jobs:seq`` INCR): the tenant's sweeps.
 ``sweeps:active`` (set): sweeps not yet ended, which the reaper advances as a safety net.
+``dataset:{id}`` (hash)
+    an upload: id, tenant, name, sha256, bytes, created_at, info (json: sizes, classes,
+    preprocessing, columns, the file's name and size). ``tenant:{tid}:datasets`` (hash:
+    name -> id), ``tenant:{tid}:dataset_bytes`` (string: the bytes of its uploads).
+``blob:{sha256}`` (hash: bytes, chunks) and ``blob:{sha256}:{i}`` (strings of at most
+    8 MiB): an upload's stored form (trainer.uploads.to_bytes), addressed by its content;
+    ``blob:{sha256}:refs`` (set) names the uploads that hold it, and the last one deleted
+    deletes it. Uploads never expire; a job names one by id in its spec's dataset.
 ``workers`` (sorted set)
     member = a worker's name, score = the unix time it last said it was alive.
 ``reaper:lock`` (string with a PX TTL): one worker at a time looks for lost jobs.
@@ -86,6 +94,7 @@ FIXED_JOB_KEY_NAMES = ("job", "losses", "epochs", "metrics", "checkpoint", "leas
                        "expiring", "stats_durations", "stats_iterations", "queue")
 FIXED_JOB_KEYS = len(FIXED_JOB_KEY_NAMES)
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
+_DATASET_ID = re.compile(r"ds-[0-9a-f]{20}")
 QUEUE = "train"  # the train queue's name inside the broker prefix
 
 
@@ -103,6 +112,11 @@ def queue_key(key_prefix: str) -> str:
 def is_job_id(job_id: str) -> bool:
     """Whether `job_id` has the shape of an id this store hands out (uuid4 hex)."""
     return isinstance(job_id, str) and _JOB_ID.fullmatch(job_id) is not None
+
+
+def is_dataset_id(ref: str) -> bool:
+    """Whether `ref` has the shape of an upload's id (app.store.uploads.new_dataset_id)."""
+    return isinstance(ref, str) and _DATASET_ID.fullmatch(ref) is not None
 
 
 def check_status(status: str) -> str:
@@ -249,6 +263,25 @@ class KeyLayout:
     @property
     def active_sweeps(self) -> str:
         return f"{self.prefix}:sweeps:active"
+
+    # Uploaded datasets (app.store.uploads).
+    def dataset(self, dataset_id: str) -> str:
+        return f"{self.prefix}:dataset:{dataset_id}"
+
+    def tenant_datasets(self, tenant_id: str) -> str:
+        return f"{self.tenant(tenant_id)}:datasets"
+
+    def tenant_dataset_bytes(self, tenant_id: str) -> str:
+        return f"{self.tenant(tenant_id)}:dataset_bytes"
+
+    def blob(self, digest: str) -> str:
+        return f"{self.prefix}:blob:{digest}"
+
+    def blob_chunk(self, digest: str, index: int) -> str:
+        return f"{self.blob(digest)}:{index}"
+
+    def blob_refs(self, digest: str) -> str:
+        return f"{self.blob(digest)}:refs"
 
     def job(self, job_id: str) -> JobKeys:
         base = f"{self.job_prefix}{job_id}"

@@ -196,6 +196,11 @@ if ARGV[4] == '1' then
   end
 end
 local tenant = ARGV[6]
+-- The upload the job trains on must still be there (KEYS[EXTRA + 9] is the job's own key
+-- when it names a built-in dataset): a DELETE of it cannot slip in before the job exists.
+if KEYS[EXTRA + 9] ~= KEYS[1] and redis.call('EXISTS', KEYS[EXTRA + 9]) == 0 then
+  return {-3}
+end
 -- submissions_per_minute -1: not a submission (a sweep's trial), neither checked nor counted
 local submission = tonumber(ARGV[9]) >= 0
 local refused, ms = nil, 0
@@ -563,5 +568,65 @@ local seq = redis.call('INCR', KEYS[5])
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('ZADD', KEYS[2], seq, ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[1])
+return {1}
+"""
+
+# Uploaded datasets (app.store.uploads). KEYS: the dataset's record, the tenant's names
+# (name -> id), the tenant's upload bytes, the blob's hash, the blob's references.
+_DROP_UNUSED_BLOB = """
+local function drop_unused_blob()
+  if redis.call('SCARD', KEYS[5]) > 0 then return end
+  local chunks = tonumber(redis.call('HGET', KEYS[4], 'chunks') or '0')
+  for index = 0, chunks - 1 do redis.call('DEL', KEYS[4] .. ':' .. index) end
+  redis.call('DEL', KEYS[4])
+end
+"""
+
+# ARGV: id, name, bytes, the tenant's max_dataset_bytes, then the record's field/value
+# pairs. Returns {1}, {-1, the id holding the name}, {-2, the bytes used} (the blob is
+# dropped if nothing else holds it), or {-3}: the blob is gone (write it again).
+CREATE_DATASET = _DROP_UNUSED_BLOB + """
+local taken = redis.call('HGET', KEYS[2], ARGV[2])
+if taken then drop_unused_blob() return {-1, taken} end
+local used = tonumber(redis.call('GET', KEYS[3]) or '0')
+if used + tonumber(ARGV[3]) > tonumber(ARGV[4]) then drop_unused_blob() return {-2, used} end
+if redis.call('EXISTS', KEYS[4]) == 0 then return {-3} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+redis.call('INCRBY', KEYS[3], ARGV[3])
+redis.call('SADD', KEYS[5], ARGV[1])
+return {1}
+"""
+
+# KEYS as CREATE_DATASET's, then the tenant's queued and running indexes and the active
+# sweeps. ARGV: id, tenant, the key prefix. Returns {1}, {0} (no such record), or {-1, 'job'
+# or 'sweep', its id, its status} while a queued or running job, or an unfinished sweep of
+# the tenant, trains on it.
+DELETE_DATASET = _DROP_UNUSED_BLOB + """
+local function names_it(spec)
+  if not spec then return false end
+  local ok, decoded = pcall(cjson.decode, spec)
+  if not ok or type(decoded) ~= 'table' then return false end
+  local base = decoded.base
+  return decoded.dataset == ARGV[1] or (type(base) == 'table' and base.dataset == ARGV[1])
+end
+local name = redis.call('HGET', KEYS[1], 'name')
+if not name or redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[2] then return {0} end
+for _, index in ipairs({KEYS[6], KEYS[7]}) do
+  for _, job_id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    local status, spec = unpack(redis.call('HMGET', ARGV[3] .. ':job:' .. job_id, 'status', 'spec'))
+    if names_it(spec) then return {-1, 'job', job_id, status} end
+  end
+end
+for _, sweep_id in ipairs(redis.call('SMEMBERS', KEYS[8])) do
+  local owner, status, spec = unpack(redis.call('HMGET', ARGV[3] .. ':sweep:' .. sweep_id,
+                                                'tenant', 'status', 'spec'))
+  if owner == ARGV[2] and names_it(spec) then return {-1, 'sweep', sweep_id, status} end
+end
+redis.call('DECRBY', KEYS[3], redis.call('HGET', KEYS[1], 'bytes'))
+redis.call('DEL', KEYS[1])
+redis.call('HDEL', KEYS[2], name)
+redis.call('SREM', KEYS[5], ARGV[1])
+drop_unused_blob()
 return {1}
 """

@@ -40,6 +40,14 @@ class QuotaExceeded(StoreError):
         self.retry_after = retry_after
 
 
+class DatasetGone(StoreError):
+    """The upload a job was to train on was deleted meanwhile."""
+
+    def __init__(self, dataset: object) -> None:
+        super().__init__(f"dataset {dataset!r} was deleted")
+        self.dataset = dataset
+
+
 class IdempotencyConflict(StoreError):
     def __init__(self, key: str) -> None:
         super().__init__(f"Idempotency-Key {key!r} was already used with a different request")

@@ -306,7 +306,8 @@ class TenantStore(StoreBase):
         pipe.scard(self.keys.tenant_slots(tenant_id))
         pipe.zcount(self.keys.tenant_submissions(tenant_id), "(" + str(self._redis_ms() - 60_000),
                     "+inf")
-        queued, running, waiting, slots, recent = pipe.execute()
+        pipe.get(self.keys.tenant_dataset_bytes(tenant_id))
+        queued, running, waiting, slots, recent, uploads = pipe.execute()
         return {
             "active_jobs": queued + running,
             "queued_jobs": queued,
@@ -314,7 +315,7 @@ class TenantStore(StoreBase):
             "waiting_jobs": waiting,
             "dispatched_jobs": slots,
             "submissions_last_minute": recent,
-            "dataset_bytes": 0,
+            "dataset_bytes": int(uploads or 0),
         }
 
     def _redis_ms(self) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app import data
 from app.api.routes import gradcheck
 from tests.app.conftest import MakeClient
 from trainer import dataset_info
@@ -201,21 +202,21 @@ def test_a_refused_check_computes_nothing(
 def test_the_dataset_is_loaded_once_per_process(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gradcheck.cached_dataset.cache_clear()
+    data.builtin_dataset.cache_clear()
     loads: list[str] = []
-    real = gradcheck.load_dataset
+    real = data.load_dataset
 
     def counting(name: str, data_dir: str | None = None) -> Any:
         loads.append(name)
         return real(name, data_dir)
 
-    monkeypatch.setattr(gradcheck, "load_dataset", counting)
+    monkeypatch.setattr(data, "load_dataset", counting)
 
     for seed in (0, 1, 2):
         assert client.post(PATH, json={**DIGITS, "seed": seed}).status_code == 200
 
     assert loads == ["digits"]
-    gradcheck.cached_dataset.cache_clear()
+    data.builtin_dataset.cache_clear()
 
 
 def test_the_route_is_in_the_openapi_with_its_answer(client: TestClient) -> None:

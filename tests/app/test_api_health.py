@@ -152,7 +152,8 @@ def test_openapi_describes_the_paths_of_the_design(client: TestClient) -> None:
     assert set(paths["/v1/jobs/{job_id}/curve"]) == {"get"}
     assert set(paths["/v1/jobs/{job_id}/metrics"]) == {"get"}
     assert set(paths["/v1/jobs/{job_id}/cancel"]) == {"post"}
-    assert set(paths["/v1/datasets"]) == {"get"}
+    assert set(paths["/v1/datasets"]) == {"get", "post"}
+    assert set(paths["/v1/datasets/{ref}"]) == {"get", "delete"}
     assert set(paths["/healthz"]) == {"get"}
     assert set(paths["/readyz"]) == {"get"}
     submit = paths["/v1/jobs"]["post"]

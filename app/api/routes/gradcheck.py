@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
-from app.api.admission import usable_dataset
 from app.api.auth import UNAUTHORIZED, PrincipalDep
-from app.api.deps import SettingsDep
+from app.api.catalog import Catalog
+from app.api.deps import SettingsDep, UploadsDep
 from app.api.errors import field_error, unprocessable
 from app.api.schemas import (
     MAX_SEED,
@@ -21,7 +20,8 @@ from app.api.schemas import (
     Loss,
     Unprocessable,
 )
-from trainer import Dataset, DatasetError, InvalidConfig, TrainConfig, load_dataset
+from app.data import Datasets
+from trainer import DatasetError, InvalidConfig, TrainConfig
 from trainer.cost import gradient_check_seconds
 from trainer.gradcheck import AGREE, check_initial_gradients
 from trainer.numerical import H
@@ -104,11 +104,6 @@ class GradientCheckResult(BaseModel):
     backprop_seconds: float
 
 
-@lru_cache(maxsize=2)
-def cached_dataset(name: str, data_dir: str | None) -> Dataset:
-    """Datasets are read once per API process (Fashion-MNIST takes about a second)."""
-    return load_dataset(name, data_dir)
-
 
 @router.post(
     "",
@@ -120,15 +115,17 @@ def cached_dataset(name: str, data_dir: str | None) -> Dataset:
     },
 )
 def gradient_check(
-    spec: GradientCheckSpec, principal: PrincipalDep, settings: SettingsDep
+    spec: GradientCheckSpec, principal: PrincipalDep, settings: SettingsDep,
+    uploads: UploadsDep,
 ) -> Any:
     """Backprop's gradient against central differences (float64, h = 1e-4) for every
     parameter, at the initial weights of a job with this seed, on its first mini-batch.
     Computed here, in the API process, when its estimate is within
     DESCENT_MAX_INLINE_SECONDS."""
-    info, errors = usable_dataset(spec.dataset, settings)
-    if info is None:
+    resolved, errors = Catalog(settings, uploads, principal.tenant.id).resolve(spec.dataset)
+    if resolved is None:
         return unprocessable(errors)
+    info = resolved.info
     config = spec.config()
     try:
         config.validate(training_size(info.n_train, config))
@@ -139,7 +136,8 @@ def gradient_check(
     if estimate > settings.max_inline_seconds:
         return unprocessable([_too_long(spec, sizes, estimate, settings.max_inline_seconds)])
     try:
-        result = check_initial_gradients(config, cached_dataset(spec.dataset, settings.data_dir))
+        dataset = Datasets(uploads, settings.data_dir).load(resolved.stored)
+        result = check_initial_gradients(config, dataset)
     except (InvalidConfig, DatasetError) as exc:
         field = exc.field if isinstance(exc, InvalidConfig) else "dataset"
         return unprocessable([field_error(field, str(exc), getattr(spec, field, None))])

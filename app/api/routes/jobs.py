@@ -11,8 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.admission import admit
 from app.api.auth import UNAUTHORIZED, PrincipalDep, tenant_of
-from app.api.deps import DefaultQuotasDep, SettingsDep, StoreDep
-from app.api.errors import not_found, unprocessable
+from app.api.catalog import Catalog
+from app.api.deps import DefaultQuotasDep, SettingsDep, StoreDep, UploadsDep
+from app.api.errors import field_error, not_found, unprocessable
 from app.api.schemas import (
     Curve,
     ErrorDetail,
@@ -29,6 +30,7 @@ from app.store.curve import dumps
 from app.store.feed import FeedReader
 from app.store.keys import STATUSES
 from app.store.records import (
+    DatasetGone,
     IdempotencyConflict,
     JobAlreadyFinished,
     JobNotFound,
@@ -112,17 +114,19 @@ def submit_job(
     settings: SettingsDep,
     principal: PrincipalDep,
     defaults: DefaultQuotasDep,
+    uploads: UploadsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Validate the spec and store the job as `queued`: sent to the workers at once, or,
     when the tenant's max_running_jobs are taken, as soon as one of its jobs ends."""
     quotas = principal.tenant.quotas(defaults)
-    admission = admit(spec, settings, quotas["max_job_seconds"])
+    catalog = Catalog(settings, uploads, principal.tenant.id)
+    admission = admit(spec, settings, catalog, quotas["max_job_seconds"])
     if admission.errors:
         return unprocessable(admission.errors)
     try:
         job, created = store.create_job(
-            spec.stored_spec(),
+            admission.spec(spec),
             tenant=principal.tenant.id,
             name=spec.name,
             idempotency_key=idempotency_key,
@@ -133,6 +137,9 @@ def submit_job(
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     except QuotaExceeded as exc:
         return quota_refusal(exc)
+    except DatasetGone:
+        return unprocessable([field_error("dataset", f"dataset {spec.dataset!r} was deleted "
+                                          "while the job was being submitted", spec.dataset)])
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job['id']}"

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from app.api import pictures
 from app.api.auth import UNAUTHORIZED, PrincipalDep, tenant_of
-from app.api.deps import DefaultQuotasDep, SettingsDep
+from app.api.catalog import Catalog
+from app.api.deps import DefaultQuotasDep, SettingsDep, UploadsDep
 from app.api.errors import not_found, unprocessable
 from app.api.routes.jobs import quota_refusal
 from app.api.schemas import ErrorDetail, QuotaRefusal, Unprocessable
@@ -60,14 +61,18 @@ def submit_sweep(
     settings: SettingsDep,
     principal: PrincipalDep,
     defaults: DefaultQuotasDep,
+    uploads: UploadsDep,
 ) -> Any:
     """Validate the sweep and its every trial, store it and make its first trials (at
     most `max_concurrent` unfinished at once), which the fair queue dispatches as jobs."""
     quotas = principal.tenant.quotas(defaults)
-    verdict = admit_sweep(spec, settings, quotas)
+    verdict = admit_sweep(spec, settings, quotas, Catalog(settings, uploads, principal.tenant.id))
     if verdict.errors:
         return unprocessable(verdict.errors)
-    stored = {**spec.model_dump(), "estimated_seconds": verdict.estimated_seconds}
+    stored = spec.model_dump()
+    # The base as its trials store it: an upload by its id (a DELETE looks for that).
+    stored["base"]["dataset"] = verdict.dataset
+    stored["estimated_seconds"] = verdict.estimated_seconds
     try:
         sweep = sweeps.create_sweep(stored, verdict.trials, tenant=principal.tenant.id,
                                     name=spec.name, quotas=quotas)
