@@ -12,6 +12,7 @@ import numpy as np
 
 from trainer import predict_proba, read_model
 from trainer.network import Network
+from trainer.preprocess import raw_features
 
 MAX_ROWS = 10_000  # instances per request
 
@@ -31,8 +32,7 @@ class Model:
         return int(self.meta["sizes"][0])
 
     def predict(self, instances: Any) -> dict[str, Any]:
-        x = check_instances(instances, self.n_features)
-        x = preprocess(x, self.meta["preprocess"])
+        x = raw_features(check_instances(instances, self.n_features), self.meta["preprocess"])
         probabilities = predict_proba(self.net, x)
         classes = self.meta["classes"]
         return {"predictions": [classes[i] for i in probabilities.argmax(axis=1)],
@@ -64,14 +64,6 @@ def check_instances(instances: Any, n_features: int) -> np.ndarray:
         row, column = (int(i) for i in np.argwhere(~np.isfinite(x))[0])
         raise BadInstances(f"instances[{row}][{column}] must be finite, got "
                            f"{x[row, column]}")
-    return x
-
-
-def preprocess(x: np.ndarray, how: dict[str, Any]) -> np.ndarray:
-    """The model's preprocessing of raw features: none, or standardize with the training
-    rows' mean and scale, which the model carries."""
-    if how.get("kind") == "standardize":
-        return (x - np.asarray(how["mean"])) / np.asarray(how["scale"])
     return x
 
 
