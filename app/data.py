@@ -3,7 +3,9 @@ upload's id. Each process reads a built-in once and an upload once per digest.""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import replace
 from functools import lru_cache
@@ -14,6 +16,8 @@ from app.store.records import StoreError
 from app.store.uploads import UploadStore
 from trainer import Dataset, DatasetError, DatasetInfo, dataset_info, load_dataset
 from trainer.uploads import from_bytes
+
+logger = logging.getLogger(__name__)
 
 CACHED_UPLOADS = 4  # stored forms each process keeps, least recently used out
 
@@ -48,8 +52,12 @@ class UploadCache:
             if found is not None:
                 self._datasets.move_to_end(digest)
                 return found if found.name == name else _renamed(found, name)
-            dataset = from_bytes(read(digest), name)
+            started = time.perf_counter()
+            blob = read(digest)
+            dataset = from_bytes(blob, name)
             self.reads += 1
+            logger.info("upload %s (%s): %d bytes read from the store in %.3f s", name,
+                        digest[:12], len(blob), time.perf_counter() - started)
             self._datasets[digest] = dataset
             while len(self._datasets) > self.entries:
                 self._datasets.popitem(last=False)
