@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from httpx_sse import SSEError, connect_sse
 TERMINAL = ("succeeded", "failed", "cancelled", "pruned")
 SWEEP_TERMINAL = ("succeeded", "failed", "cancelled")
 RESUME_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)  # between attempts to resume a dropped stream
+UPLOAD_TIMEOUT = 600.0  # seconds: a few hundred MB to send, then checked whole by the API
 
 
 class DescentError(Exception):
@@ -112,7 +114,30 @@ class Descent:
         return dict(self._call("GET", "/v1/me"))
 
     def datasets(self) -> list[dict[str, Any]]:
+        """The built-in datasets (kind "builtin"), then your uploads (kind "upload")."""
         return list(self._call("GET", "/v1/datasets")["items"])
+
+    def dataset(self, ref: str) -> dict[str, Any]:
+        """A built-in dataset by name, or one of your uploads by name or id."""
+        return dict(self._call("GET", f"/v1/datasets/{ref}"))
+
+    def upload(self, path: str | os.PathLike[str], name: str, *,
+               label_column: str | None = None, test_fraction: float | None = None,
+               preprocess: str | None = None, timeout: float = UPLOAD_TIMEOUT
+               ) -> dict[str, Any]:
+        """Upload a .csv (with a header row) or an .npz as dataset `name`; the file is
+        streamed from disk, not read into memory."""
+        fields = {"name": name, "label_column": label_column, "test_fraction": test_fraction,
+                  "preprocess": preprocess}
+        data = {key: str(value) for key, value in fields.items() if value is not None}
+        with open(path, "rb") as stream:
+            files = {"file": (os.path.basename(path), stream, "application/octet-stream")}
+            return dict(self._call("POST", "/v1/datasets", data=data, files=files,
+                                   timeout=timeout))
+
+    def delete_dataset(self, ref: str) -> None:
+        """Delete one of your uploads (409 while a queued or running job uses it)."""
+        self._request("DELETE", f"/v1/datasets/{ref}")
 
     def submit(self, spec: dict[str, Any], idempotency_key: str | None = None
                ) -> dict[str, Any]:

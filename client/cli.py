@@ -3,7 +3,8 @@
 Exit codes: 0 succeeded (or done), 1 the job (or sweep) failed, or a gradient check
 disagreed, 2 usage or HTTP error, 3 cancelled (or pruned), 4 timed out, 130 you stopped
 following (the job goes on). The sweep commands live in client/sweep_cli.py, the model's
-(model, predict) in client/model_cli.py.
+(model, predict) in client/model_cli.py, the datasets' (datasets, upload, dataset,
+dataset-delete) in client/dataset_cli.py.
 """
 
 from __future__ import annotations
@@ -102,24 +103,6 @@ def main_options(
 
 
 # -- reading --------------------------------------------------------------------------------
-
-
-@app.command()
-def datasets() -> None:
-    """The datasets, their shapes, and whether each is available."""
-    with client() as descent:
-        items = call(descent.datasets)
-    if state.json:
-        for item in items:
-            emit("dataset", item)
-        return
-    table = Table("name", "available", "train", "test", "features", "classes", "how to get it")
-    for item in items:
-        table.add_row(item["name"], "yes" if item["available"] else "[yellow]no[/]",
-                      str(item.get("n_train") or ""), str(item.get("n_test") or ""),
-                      str(item.get("n_features") or ""), str(item.get("n_classes") or ""),
-                      item.get("hint") or "")
-    out.print(table)
 
 
 @app.command()
@@ -515,7 +498,7 @@ def watch(descent: Descent, job: dict[str, Any], timeout: float | None) -> int:
 
 def main() -> None:
     # Commands that live in modules of their own register themselves on `app`.
-    from client import model_cli, sweep_cli  # noqa: F401
+    from client import dataset_cli, model_cli, sweep_cli  # noqa: F401
 
     try:
         app()
