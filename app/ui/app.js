@@ -109,7 +109,7 @@ const when = (iso) => (iso ? iso.slice(0, 19).replace("T", " ") : "");
 const TERMINAL = ["succeeded", "failed", "cancelled", "pruned"];
 
 function summary(spec) {
-  return `${spec.dataset} · hidden ${spec.hidden_sizes.join("-")} ${spec.activation} · ` +
+  return `${datasetName(spec.dataset)} · hidden ${spec.hidden_sizes.join("-")} ${spec.activation} · ` +
     `${spec.loss} · lr ${spec.learning_rate} · batch ${spec.batch_size} · ${spec.epochs} epochs`;
 }
 
@@ -151,12 +151,17 @@ async function submitForm(datasets) {
   const errors = {};
   const fields = FIELDS.map(([name, kind, value]) => {
     let control;
-    if (kind === "select") {
-      const options = name === "dataset"
-        ? datasets.filter((d) => d.available).map((d) => d.name) : CHOICES[name];
-      control = h("select", { name, id: `field-${name}` }, options.map((o) => h("option", { value: o }, o)));
-      if (name === "dataset" && options.includes("digits")) control.value = "digits";
-      else if (value) control.value = value;
+    if (name === "dataset") {  // the built-ins available here, then your uploads (by name)
+      const group = (label, items) => (items.length ? h("optgroup", { label }, items.map((d) => h("option", { value: d.name }, d.name))) : null);
+      control = h("select", { name, id: `field-${name}` },
+        group("built-in", datasets.filter((d) => d.kind !== "upload" && d.available)),
+        group("your uploads", datasets.filter((d) => d.kind === "upload")));
+      const wanted = new URLSearchParams(location.hash.split("?")[1] || "").get("dataset");
+      control.value = datasets.some((d) => d.name === wanted) ? wanted : "digits";
+      if (!control.value && control.options.length) control.selectedIndex = 0;
+    } else if (kind === "select") {
+      control = h("select", { name, id: `field-${name}` }, CHOICES[name].map((o) => h("option", { value: o }, o)));
+      if (value) control.value = value;
     } else {
       control = h("input", { name, id: `field-${name}`, type: kind === "number" ? "text" : "text",
                              inputmode: kind === "number" ? "decimal" : null, value });
@@ -197,11 +202,13 @@ async function submitForm(datasets) {
 }
 
 async function listView() {
-  const [datasets] = await Promise.all([api("/v1/datasets").then((d) => d.items)]);
+  const datasets = await loadDatasets();
   const body = h("tbody", { id: "jobs" });
   const sweepsBody = h("tbody", { id: "sweeps" });
   main.replaceChildren(
-    h("h1", {}, "Train a network"), h("div", { class: "card" }, await submitForm(datasets)),
+    h("h1", {}, "Train a network"),
+    h("div", { class: "card" }, await submitForm(datasets),
+      h("p", { class: "muted hint" }, "Your own data: ", h("a", { href: "#/datasets", id: "datasets-link" }, "upload a CSV or an .npz"), ", then train on it here.")),
     h("h2", {}, "Your sweeps"),
     h("div", { class: "card" }, h("table", {}, h("thead", {}, h("tr", {}, ["sweep", "status", "objective", "trials", "winner", "created"].map((t) => h("th", {}, t)))), sweepsBody)),
     h("h2", {}, "Your jobs"),
@@ -249,18 +256,22 @@ function accuracyChart(target, width) {
   }, [[], [], []], target);
 }
 
-function confusion(matrix) {
+// A heat map of the counts; rows and columns named by `labels` (an upload's own classes).
+function confusion(matrix, labels = matrix.map((_, i) => i)) {
   const most = Math.max(1, ...matrix.flat());
-  const header = h("tr", {}, h("th", {}, "true \\ predicted"), matrix.map((_, j) => h("th", {}, j)));
-  const rows = matrix.map((row, i) => h("tr", {}, h("th", {}, i), row.map((count) => {
+  const name = (i) => h("th", { class: "label", title: String(labels[i]) }, String(labels[i]));
+  const header = h("tr", {}, h("th", { class: "corner" }, "true \\ predicted"), matrix.map((_, j) => name(j)));
+  const rows = matrix.map((row, i) => h("tr", {}, name(i), row.map((count) => {
     const shade = count / most;
     return h("td", { style: `background: rgba(31,63,143,${(0.08 + 0.92 * shade).toFixed(3)}); color: ${shade > 0.5 ? "#fff" : "#1d2330"}`, title: String(count) }, count);
   })));
-  return h("table", { class: "confusion", id: "confusion" }, h("thead", {}, header), h("tbody", {}, rows));
+  return h("div", { class: "scroll" }, h("table", { class: "confusion", id: "confusion" }, h("thead", {}, header), h("tbody", {}, rows)));
 }
 
 async function jobView(jobId) {
-  const job = await api(`/v1/jobs/${jobId}`);
+  const [job, datasets] = await Promise.all([api(`/v1/jobs/${jobId}`), loadDatasets().catch(() => [])]);
+  const dataset = datasets.find((d) => d.name === job.spec.dataset || d.id === job.spec.dataset);
+  const modelBox = h("div", { id: "model" });
   const facts = h("dl", { class: "facts" });
   const notes = h("div", { id: "notes" });
   const bar = h("div");
@@ -282,7 +293,7 @@ async function jobView(jobId) {
         h("div", { class: "card" }, h("h2", {}, "Epochs"), h("table", {}, h("thead", {}, h("tr", {}, ["epoch", "iteration", "train loss", "train acc", "val loss", "val acc"].map((t) => h("th", {}, t)))), epochRows))),
       h("div", {},
         h("div", { class: "card" }, facts, notes, h("div", { class: "actions" }, cancel)),
-        h("div", { class: "card" }, h("h2", {}, "Test metrics"), metricsBox))));
+        h("div", { class: "card" }, h("h2", {}, "Test metrics"), metricsBox), modelBox)));
   const width = Math.max(320, lossBox.clientWidth || 700);
   const loss = lossChart(lossBox, width);
   const accuracy = accuracyChart(accBox, width);
@@ -329,6 +340,7 @@ async function jobView(jobId) {
   const showState = (state) => {
     headerStatus.replaceChildren(status(state.status));
     cancel.hidden = TERMINAL.includes(state.status);
+    if (state.status === "succeeded" && !modelBox.firstChild) modelBox.append(modelCard(job, dataset));
     notes.replaceChildren(
       ...(state.warnings || []).map((w) => h("div", { class: "warning" }, w)),
       ...(state.error ? [h("div", { class: "error", id: "job-error" }, h("b", {}, state.error.code), ": ", state.error.message)] : []));
@@ -358,9 +370,11 @@ async function jobView(jobId) {
         h("dt", {}, "overfitting gap"), h("dd", {}, `${(100 * gap.gap).toFixed(2)} points (train − test)${gap.flagged ? " — overfitting" : ""}`),
         h("dt", {}, "epochs run"), h("dd", {}, `${m.epochs_run}${m.early_stopped ? " (stopped early)" : ""}`),
         h("dt", {}, "duration"), h("dd", {}, `${m.duration_seconds.toFixed(1)} s`)),
-      h("h2", {}, "Confusion matrix"), confusion(m.test.confusion_matrix));
+      h("h2", {}, "Confusion matrix"), confusion(m.test.confusion_matrix, m.test.per_class.map((c) => c.label)),
+      h("h2", {}, "Per class"), perClassTable(m.test.per_class));
   };
   const showFacts = (j) => facts.replaceChildren(h("dt", {}, "id"), h("dd", {}, j.id), h("dt", {}, "spec"), h("dd", {}, summary(j.spec)),
+    ...(dataset?.kind === "upload" ? [h("dt", {}, "dataset"), h("dd", { id: "job-dataset" }, h("a", { href: "#/datasets" }, dataset.name), ` (upload ${dataset.id})`)] : []),
     ...(j.sweep_id ? [h("dt", {}, "sweep"), h("dd", {}, h("a", { href: `#/sweeps/${j.sweep_id}`, id: "sweep-link" }, `trial ${j.trial} of sweep ${j.sweep_id.slice(0, 8)}`))] : []),
     h("dt", {}, "created"), h("dd", {}, when(j.created_at)), h("dt", {}, "finished"), h("dd", {}, when(j.finished_at) || "—"),
     h("dt", {}, "attempts"), h("dd", {}, j.attempts));
@@ -391,13 +405,15 @@ async function render() {
   leave = () => {};
   const key = sessionStorage.getItem(KEY);
   document.getElementById("forget").hidden = !key;
+  document.getElementById("nav").hidden = !key;
   if (!key) { document.getElementById("who").textContent = ""; login(); return; }
   try {
     const me = await api("/v1/me");
     document.getElementById("who").textContent = `tenant ${me.tenant.name}`;
     const job = location.hash.match(/^#\/jobs\/([0-9a-f]{32})$/);
     const sweep = location.hash.match(/^#\/sweeps\/([0-9a-f]{32})$/);
-    leave = job ? await jobView(job[1]) : sweep ? await sweepView(sweep[1]) : await listView();
+    leave = job ? await jobView(job[1]) : sweep ? await sweepView(sweep[1])
+      : location.hash === "#/datasets" ? await datasetsView() : await listView();
   } catch (error) {
     if (error.status !== 401) main.replaceChildren(h("div", { class: "card error" }, error.status === 404 ? `No such ${location.hash.startsWith("#/sweeps/") ? "sweep" : "job"}.` : error.message));
   }
@@ -405,4 +421,4 @@ async function render() {
 
 document.getElementById("forget").addEventListener("click", () => { sessionStorage.removeItem(KEY); render(); });
 window.addEventListener("hashchange", render);
-document.addEventListener("DOMContentLoaded", render);  // after every deferred script (sweep.js)
+document.addEventListener("DOMContentLoaded", render);  // after every deferred script (sweep.js, datasets.js)

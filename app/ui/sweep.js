@@ -1,6 +1,7 @@
 // Descent's dashboard: a sweep's page (every trial's validation curve, the leaderboard, the
 // winner's test). Loaded after app.js, whose helpers (api, h, status, pct, num, when,
-// confusion) it uses; app.js's router calls sweepView and its job list uses objectiveText.
+// confusion) it uses, and datasets.js's (loadDatasets, datasetName, perClassTable); app.js's
+// router calls sweepView and its job list uses objectiveText.
 "use strict";
 
 // -- a sweep's page ---------------------------------------------------------------------
@@ -8,7 +9,8 @@
 const SWEEP_ENDED = ["succeeded", "failed", "cancelled"];
 const objectiveText = (objective, value) => (value === null || value === undefined ? "—"
   : objective === "val_accuracy" ? pct(value) : num(value));
-const paramsText = (params) => Object.entries(params).map(([k, v]) => `${k} ${Array.isArray(v) ? v.join("-") : v}`).join(", ");
+const paramsText = (params) => Object.entries(params).map(([k, v]) =>
+  `${k} ${Array.isArray(v) ? v.join("-") : k === "dataset" ? datasetName(v) : v}`).join(", ");
 
 function sweepChart(target, width, curves) {
   const percent = curves.objective === "val_accuracy";
@@ -34,7 +36,7 @@ function sweepChart(target, width, curves) {
 }
 
 async function sweepView(sweepId) {
-  const first = await api(`/v1/sweeps/${sweepId}`);
+  const [first] = await Promise.all([api(`/v1/sweeps/${sweepId}`), loadDatasets().catch(() => [])]);  // an upload's name
   const headerStatus = h("span", { id: "sweep-status" }, status(first.status));
   const facts = h("dl", { class: "facts" });
   const notes = h("div", { id: "sweep-notes" });
@@ -81,7 +83,8 @@ async function sweepView(sweepId) {
         const test = sweep.test;
         testBox.replaceChildren(h("div", { class: "big", id: "sweep-test-accuracy" }, pct(test.accuracy)),
           h("p", { class: "muted" }, `trial ${sweep.winner.trial} (${paramsText(sweep.winner.params)}), chosen by ${sweep.objective} ${objectiveText(sweep.objective, sweep.winner.objective_value)} at epoch ${sweep.winner.best_epoch}; test loss ${num(test.loss)} on ${test.n} examples, evaluated once`),
-          h("h2", {}, "Confusion matrix"), confusion(test.confusion_matrix));
+          h("h2", {}, "Confusion matrix"), confusion(test.confusion_matrix, test.per_class.map((c) => c.label)),
+          h("h2", {}, "Per class"), perClassTable(test.per_class));
       }
       const drawn = JSON.stringify(curves);
       if (drawn !== shown) {  // uPlot's series are fixed at creation: a new chart when they change
