@@ -40,11 +40,14 @@ def read_csv(path: str | os.PathLike[str], label_column: str | None = None) -> U
                 null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False
             ),
         )
-    except pa.ArrowInvalid as exc:
+        names = table.column_names
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"the header is not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                           f"at offset {exc.start}): is the file a CSV?") from None
+    except pa.ArrowException as exc:
         if ragged:
             raise DatasetError(_ragged_line(path)) from None
         raise DatasetError(f"the file is not a readable CSV: {_first_line(str(exc))}") from None
-    names = table.column_names
     if len(names) < 2:
         raise DatasetError(
             f"the header names {len(names)} column; need at least one feature column and "
@@ -82,13 +85,13 @@ def _numeric(column: pa.ChunkedArray, name: str, number: int) -> np.ndarray:
         raise DatasetError(f"line {line}, {where}: the value is empty; every feature needs "
                            "a number")
     if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-        values = column.cast(pa.string()).to_pylist()
-        for index, value in enumerate(values):
+        for index, value in enumerate(column.to_pylist()):  # text, bytes (not UTF-8), dates
             try:
                 float(value)
-            except ValueError:
+            except (TypeError, ValueError):
+                shown = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
                 raise DatasetError(
-                    f"line {index + 2}, {where}: {value!r} is not a number"[:300]
+                    f"line {index + 2}, {where}: {str(shown)!r} is not a number"[:300]
                 ) from None
         raise DatasetError(f"{where} is not numeric (read as {column.type})")
     values = column.to_numpy().astype(np.float64, copy=False)
@@ -115,7 +118,18 @@ def _label_values(column: pa.ChunkedArray, name: str) -> np.ndarray:
             raise DatasetError(f"line {index + 2}, label column {name!r}: {values[index]} is "
                                "not a label")
         return values
+    if pa.types.is_binary(column.type):  # not UTF-8 text
+        line = _first(np.asarray([not _utf8(v) for v in column.to_pylist()]))
+        raise DatasetError(f"line {line}, label column {name!r}: the label is not UTF-8 text")
     return np.asarray(column.cast(pa.string()).to_pylist(), dtype=np.str_)
+
+
+def _utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _first(mask: np.ndarray) -> int:

@@ -121,6 +121,10 @@ BAD_FILES = [
     ("not a zip", "bad.npz", b"PK\x03\x04 and then nothing", "not a readable .npz archive"),
     ("an empty CSV", "bad.csv", b"", "not a readable CSV: Empty CSV file"),
     ("one column", "bad.csv", b"a\n1\n2\n", "the header names 1 column"),
+    ("a picture", "bad.png", b"\x89PNG\r\n\x1a\n\x00\x00IHDR", "the header is not UTF-8 text "
+     "(byte 0x89 at offset 0): is the file a CSV?"),
+    ("a label that is not text", "bad.csv", b"a,label\n1,x\n2,\xff\n3,x\n",
+     "line 3, label column 'label': the label is not UTF-8 text"),
 ]
 
 

@@ -235,6 +235,11 @@ def _store(uploads: UploadStore, file: ReceivedFile, options: dict[str, Any], te
     except DatasetError as exc:
         return unprocessable([field_error("file", f"{file.filename}: {exc}", file.filename,
                                           "invalid_dataset")])
+    except Exception as exc:  # a reader's surprise is still the file's, not the server's
+        logger.exception("upload %s: reading %s failed", options["name"], file.filename)
+        return unprocessable([field_error("file", f"{file.filename}: cannot read it: "
+                                          f"{type(exc).__name__}: {exc}"[:300],
+                                          file.filename, "invalid_dataset")])
     info = _info(upload, options, fraction, file)
     try:
         document = uploads.create_dataset(tenant=tenant, name=options["name"], blob=blob,
