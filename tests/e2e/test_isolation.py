@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from scripts.stack import RedisServer, make_tenant
-from tests.e2e.conftest import bearer, running_service, wait_for
+from tests.e2e.conftest import Service, bearer, running_service, wait_for
 
 SPIRAL = {"dataset": "spiral", "hidden_sizes": [16], "activation": "relu", "epochs": 2,
           "batch_size": 50}
@@ -80,3 +80,36 @@ def test_another_tenants_jobs_look_exactly_like_unknown_ids(
             assert service.job(job_id) == job
         assert {item["id"] for item in service.client.get("/v1/jobs").json()["items"]} == set(ids)
         service.client.post(f"/v1/jobs/{running}/cancel")
+
+
+def test_another_tenants_uploads_look_exactly_like_unknown_ones(service: Service) -> None:
+    """To another tenant, an upload (by id or by name) is answered as one that does not
+    exist: reading, deleting, and training on it, in a job, a sweep or a gradient check."""
+    rows = "\n".join(f"{i % 7},{i % 5},{'ab'[i % 2]}" for i in range(40))
+    made = service.client.post("/v1/datasets", data={"name": "owned-upload"},
+                               files={"file": ("owned.csv", f"a,b,label\n{rows}\n")}).json()
+    unknown_id = f"ds-{random.Random(3).getrandbits(80):020x}"
+    bodies = {
+        "/v1/jobs": lambda ref: {"dataset": ref, "hidden_sizes": [4], "batch_size": 4},
+        "/v1/gradient-check": lambda ref: {"dataset": ref, "hidden_sizes": [4],
+                                           "batch_size": 4},
+        "/v1/sweeps": lambda ref: {"base": {"dataset": ref, "hidden_sizes": [4],
+                                            "batch_size": 4},
+                                   "space": {"learning_rate": {"values": [0.1, 1.0]}}},
+    }
+    with httpx.Client(base_url=service.api.url, trust_env=False, timeout=30,
+                      headers=bearer(make_tenant(service.env, "mallory-uploads"))) as mallory:
+        for ref, unknown in ((made["id"], unknown_id), ("owned-upload", "no-such-upload")):
+            for method in ("GET", "DELETE"):
+                theirs = answer(mallory, method, f"/v1/datasets/{ref}")
+                nobody = answer(mallory, method, f"/v1/datasets/{unknown}")
+                assert theirs == (nobody[0], nobody[1].replace(unknown, ref))
+                assert theirs[0] == 404
+            for path, body in bodies.items():
+                theirs_answer = mallory.post(path, json=body(ref))
+                nobody_answer = mallory.post(path, json=body(unknown))
+                assert theirs_answer.status_code == nobody_answer.status_code == 422
+                assert theirs_answer.text == nobody_answer.text.replace(unknown, ref)
+        listed = mallory.get("/v1/datasets").json()["items"]
+        assert [d for d in listed if d["kind"] == "upload"] == []
+    assert service.client.get(f"/v1/datasets/{made['id']}").json() == made
