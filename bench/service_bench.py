@@ -3,12 +3,13 @@ from a killed worker and a crashed Redis, and what tenancy costs, side by side.
 
     python bench/service_bench.py [--quick]
         [--only overhead,latency,scaling,polling,recovery,redis,auth,burst,followers,
-               dashboard,sweeps]
+               dashboard,sweeps,uploads]
 
 Starts its own redis-server, Celery worker(s) and API (uvicorn, 1 process) on 127.0.0.1
 with the shared dev harness (scripts.stack), measures in one run, prints the figures next
 to their targets, and stops everything it started (also on Ctrl-C). Normal mode takes
-about 5 minutes, --quick about a minute and a half. One module per measurement, in bench/service/:
+about 5 minutes (and uploads about 4 more), --quick about a minute and a half (and uploads
+about 45 s more). One module per measurement, in bench/service/:
 
 1. overhead: one job through HTTP + Celery + Redis vs the same `trainer.train` call in
    this process, interleaved rounds, medians. Target: <= 3 % added.
@@ -39,6 +40,10 @@ about 5 minutes, --quick about a minute and a half. One module per measurement, 
    efficiency >= 0.85); the same grid with median stopping (target: >= 30% of the
    trial-epochs saved, the same winner); submit latency of a 64-trial grid and the
    leaderboard's read p50/p99.
+11. uploads: POST /v1/datasets of a 60,000 x 785 CSV and of the same data as .npz, from the
+   first byte to the 201, in MB/s, against the parse alone in process; predict latency of
+   1, 100 and 10,000 rows (p50/p99, rows/s); and the worker's dataset cache: the first and
+   second job on the upload in a fresh worker. Target: 1 read of the upload for 2 jobs.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ from bench.service import (  # noqa: E402
     scaling,
     sweeps,
     tenancy,
+    uploads,
 )
 from bench.service.harness import HIDDEN, NORMAL, QUICK, Row, Stack, Workload, scan_logs  # noqa: E402
 from bench.service.load import LoadMeter, wait_for_quiet  # noqa: E402
@@ -79,7 +85,7 @@ from bench.service.signals import ignore_signals, interruptible  # noqa: E402
 from trainer import dataset_info  # noqa: E402
 
 MEASUREMENTS = ("overhead", "latency", "scaling", "polling", "recovery", "redis", "auth",
-                "burst", "followers", "dashboard", "sweeps")
+                "burst", "followers", "dashboard", "sweeps", "uploads")
 
 
 def report(rows: list[Row], notes: list[str]) -> None:
@@ -149,6 +155,7 @@ def main() -> int:
             "followers": lambda: followers.measure(stack, plan),
             "dashboard": lambda: dashboard.measure(stack, plan),
             "sweeps": lambda: sweeps.measure(stack, plan, work),
+            "uploads": lambda: uploads.measure(stack, plan),
         }
         for number, name in enumerate(MEASUREMENTS, start=1):
             if name not in chosen:
@@ -198,6 +205,9 @@ def main() -> int:
     if "sweeps" in results:
         rows += sweeps.rows(results["sweeps"])
         notes += sweeps.notes(results["sweeps"])
+    if "uploads" in results:
+        rows += uploads.rows(results["uploads"])
+        notes += uploads.notes(results["uploads"])
     if load:
         notes.append("machine load per phase (cores): " + "; ".join(load))
     trouble = scan_logs(stack.logs, recovery.EXPECTED_LOG_LINES)
