@@ -21,33 +21,18 @@ from trainer.errors import DatasetError
 from trainer.uploads import MAX_FEATURES, Upload, labels_to_classes
 
 BLOCK_BYTES = 4 << 20  # pyarrow's unit of parallel parsing
+HEADER_BYTES = 4 << 20  # the most of a header row read to learn the column names
 
 
 def read_csv(path: str | os.PathLike[str], label_column: str | None = None) -> Upload:
-    """The CSV file at `path` as an Upload; DatasetError says what is wrong and where."""
-    ragged: list[Any] = []
+    """The CSV file at `path` as an Upload; DatasetError says what is wrong and where.
 
-    def on_invalid_row(row: Any) -> str:
-        ragged.append(row)
-        return "error"
-
-    try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
-            convert_options=pacsv.ConvertOptions(
-                null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False
-            ),
-        )
-        names = table.column_names
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"the header is not UTF-8 text (byte {exc.object[exc.start]:#04x} "
-                           f"at offset {exc.start}): is the file a CSV?") from None
-    except pa.ArrowException as exc:
-        if ragged:
-            raise DatasetError(_ragged_line(path)) from None
-        raise DatasetError(f"the file is not a readable CSV: {_first_line(str(exc))}") from None
+    The feature columns are read as float32 straight away (a quarter faster than letting
+    pyarrow infer 785 columns' types, and half the memory of its int64); a value that is
+    not a number makes that fail without saying where, so the file is then read again with
+    inferred types, on that error path only, to name the line and column.
+    """
+    names = _header(path)
     if len(names) < 2:
         raise DatasetError(
             f"the header names {len(names)} column; need at least one feature column and "
@@ -63,18 +48,71 @@ def read_csv(path: str | os.PathLike[str], label_column: str | None = None) -> U
     if label not in seen:
         raise DatasetError(f"label_column {label!r} is not in the header; the columns are "
                            f"{_listed(names)}")
-    if table.num_rows < 2:
-        raise DatasetError(f"the file has {table.num_rows} data rows; need at least 2")
     features = [name for name in names if name != label]
     if len(features) > MAX_FEATURES:
         raise DatasetError(f"the file has {len(features):,} feature columns; at most "
                            f"{MAX_FEATURES:,}")
+    try:
+        table = _read(path, {name: pa.float32() for name in features})
+    except _NotNumbers:
+        table = _read(path, None)  # to say where
+    if table.num_rows < 2:
+        raise DatasetError(f"the file has {table.num_rows} data rows; need at least 2")
     x = np.empty((table.num_rows, len(features)), dtype=np.float32)
     for j, name in enumerate(features):
         x[:, j] = _numeric(table.column(name), name, seen[name])
     labels = _label_values(table.column(label), label)
+    del table
     t, classes = labels_to_classes(labels, f"label column {label!r}")
     return Upload(x, t, classes, columns=features, label_column=label)
+
+
+class _NotNumbers(Exception):
+    """A column given a number type holds something else (pyarrow does not say where)."""
+
+
+def _header(path: str | os.PathLike[str]) -> list[str]:
+    """The header row's names (a UTF-8 byte order mark is dropped, as pyarrow does)."""
+    with open(path, "rb") as stream:
+        first = stream.readline(HEADER_BYTES)
+    if not first.strip():
+        raise DatasetError("the file is empty: a CSV needs a header row and data rows")
+    try:
+        header = next(csv.reader([first.decode("utf-8-sig")]), None)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"the header is not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                           f"at offset {exc.start}): is the file a CSV?") from None
+    except csv.Error as exc:
+        raise DatasetError(f"the header is not readable CSV: {exc}") from None
+    return header or []
+
+
+def _read(path: str | os.PathLike[str], types: dict[str, pa.DataType] | None) -> pa.Table:
+    ragged: list[Any] = []
+
+    def on_invalid_row(row: Any) -> str:
+        ragged.append(row)
+        return "error"
+
+    try:
+        return pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types, null_values=[""], strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"the file is not UTF-8 text (byte {exc.object[exc.start]:#04x}): "
+                           "is it a CSV?") from None
+    except pa.ArrowException as exc:
+        if ragged:
+            raise DatasetError(_ragged_line(path)) from None
+        if types is not None and "conversion error" in str(exc):
+            raise _NotNumbers from None
+        raise DatasetError(f"the file is not a readable CSV: {_first_line(str(exc))}") from None
 
 
 def _numeric(column: pa.ChunkedArray, name: str, number: int) -> np.ndarray:

@@ -245,7 +245,7 @@ def _first_bad_cell(bad: np.ndarray, message: str, values: np.ndarray) -> None:
 # --- the stored form -------------------------------------------------------------------
 
 
-def to_bytes(upload: Upload, *, preprocess: str, test_fraction: float) -> bytes:
+def to_bytes(upload: Upload, *, preprocess: str, test_fraction: float) -> bytearray:
     """The upload as stored: MAGIC, the meta's length (8 bytes, little-endian), the meta
     (JSON with sorted keys), then the arrays t, (t_test,) x, (x_test) raw and little-endian,
     each starting at a multiple of 8 bytes. The same upload and options give the same
@@ -253,28 +253,30 @@ def to_bytes(upload: Upload, *, preprocess: str, test_fraction: float) -> bytes:
     if preprocess not in PREPROCESSING:
         raise DatasetError(f"preprocess must be one of {', '.join(PREPROCESSING)}, "
                            f"got {preprocess!r}")
-    arrays = {"x": upload.x.astype("<f4"), "t": upload.t.astype("<i8")}
+    arrays = {"x": upload.x, "t": upload.t}
     if upload.x_test is not None and upload.t_test is not None:
-        arrays |= {"x_test": upload.x_test.astype("<f4"), "t_test": upload.t_test.astype("<i8")}
+        arrays |= {"x_test": upload.x_test, "t_test": upload.t_test}
+    dtypes = {"x": "<f4", "t": "<i8", "x_test": "<f4", "t_test": "<i8"}
     meta = {
-        "arrays": {key: [list(a.shape), a.dtype.str] for key, a in arrays.items()},
+        "arrays": {key: [list(a.shape), dtypes[key]] for key, a in arrays.items()},
         "classes": upload.classes, "columns": upload.columns,
         "label_column": upload.label_column, "preprocess": preprocess,
         "test_fraction": test_fraction,
     }
     head = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
-    parts = [MAGIC, struct.pack("<Q", len(head)), head]
-    offset = sum(len(p) for p in parts)
+    offsets, end = {}, len(MAGIC) + 8 + len(head)
     for key in sorted(arrays):  # the meta's order (its keys are sorted)
-        array = arrays[key]
-        parts.append(b"\0" * (-offset % 8))
-        offset += -offset % 8
-        parts.append(array.tobytes())
-        offset += array.nbytes
-    return b"".join(parts)
+        offsets[key] = end + (-end % 8)
+        end = offsets[key] + arrays[key].size * np.dtype(dtypes[key]).itemsize
+    out = bytearray(end)  # zeros: the padding; each array is copied in once
+    out[: len(MAGIC) + 8 + len(head)] = MAGIC + struct.pack("<Q", len(head)) + head
+    for key, array in arrays.items():
+        view = np.frombuffer(out, dtype=dtypes[key], count=array.size, offset=offsets[key])
+        view.reshape(array.shape)[...] = array
+    return out
 
 
-def read_meta(blob: bytes | memoryview) -> tuple[dict[str, Any], int]:
+def read_meta(blob: bytes | bytearray | memoryview) -> tuple[dict[str, Any], int]:
     """The stored form's meta and where its arrays begin."""
     view = memoryview(blob)
     if bytes(view[: len(MAGIC)]) != MAGIC:
@@ -284,7 +286,7 @@ def read_meta(blob: bytes | memoryview) -> tuple[dict[str, Any], int]:
     return json.loads(bytes(view[start : start + size])), start + size
 
 
-def from_bytes(blob: bytes | memoryview, name: str) -> Dataset:
+def from_bytes(blob: bytes | bytearray | memoryview, name: str) -> Dataset:
     """The Dataset that `to_bytes` stored: its arrays are read-only views of `blob`."""
     meta, offset = read_meta(blob)
     arrays: dict[str, np.ndarray] = {}
@@ -292,6 +294,7 @@ def from_bytes(blob: bytes | memoryview, name: str) -> Dataset:
         offset += -offset % 8
         count = int(np.prod(shape, dtype=np.int64))
         arrays[key] = np.frombuffer(blob, dtype=dtype, count=count, offset=offset).reshape(shape)
+        arrays[key].flags.writeable = False  # shared by every job of the process
         offset += arrays[key].nbytes
     return Dataset(
         name, arrays["x"], arrays["t"], len(meta["classes"]), arrays.get("x_test"),

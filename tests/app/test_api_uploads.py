@@ -119,7 +119,7 @@ BAD_FILES = [
     ("x and t of different lengths", "bad.npz", npz_bytes(x=np.ones((5, 2)), t=np.arange(4) % 2),
      "t has 4 labels but x has 5 rows"),
     ("not a zip", "bad.npz", b"PK\x03\x04 and then nothing", "not a readable .npz archive"),
-    ("an empty CSV", "bad.csv", b"", "not a readable CSV: Empty CSV file"),
+    ("an empty CSV", "bad.csv", b"", "the file is empty: a CSV needs a header row"),
     ("one column", "bad.csv", b"a\n1\n2\n", "the header names 1 column"),
     ("a picture", "bad.png", b"\x89PNG\r\n\x1a\n\x00\x00IHDR", "the header is not UTF-8 text "
      "(byte 0x89 at offset 0): is the file a CSV?"),

@@ -229,7 +229,9 @@ def _store(uploads: UploadStore, file: ReceivedFile, options: dict[str, Any], te
         upload = (read_npz(file.path, max_bytes=2 * limit + 2**20) if options["is_npz"]
                   else read_csv(file.path, options["label_column"]))
         fraction = check_upload(upload, options["test_fraction"])
+        info = _info(upload, options, fraction, file)
         blob = to_bytes(upload, preprocess=options["preprocess"], test_fraction=fraction)
+        del upload  # its rows are in the blob now: one copy in memory, not two
     except UploadTooLarge as exc:
         return JSONResponse(status_code=413, content={"detail": str(exc)})
     except DatasetError as exc:
@@ -240,7 +242,6 @@ def _store(uploads: UploadStore, file: ReceivedFile, options: dict[str, Any], te
         return unprocessable([field_error("file", f"{file.filename}: cannot read it: "
                                           f"{type(exc).__name__}: {exc}"[:300],
                                           file.filename, "invalid_dataset")])
-    info = _info(upload, options, fraction, file)
     try:
         document = uploads.create_dataset(tenant=tenant, name=options["name"], blob=blob,
                                           info=info, max_bytes=quota)
