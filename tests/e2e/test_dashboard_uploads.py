@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from scripts.stack import make_tenant
 from tests.e2e import test_dashboard
 from tests.e2e.conftest import Service, wait_for
 from tests.e2e.test_dashboard import shot
@@ -35,8 +36,8 @@ def flowers_csv(rows_per_class: int = 30) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def log_in(service: Service, page: Any) -> None:
-    key = service.client.headers["Authorization"].split()[1]
+def log_in(service: Service, page: Any, key: str | None = None) -> None:
+    key = key or service.client.headers["Authorization"].split()[1]
     page.goto(service.api.url + "/ui/")
     page.fill("#api-key", key)
     page.click("button[type=submit]")
@@ -142,8 +143,10 @@ def test_upload_train_download_and_predict_in_the_dashboard(
              == ["versicolor"], 30, "the JSON row's prediction")
 
     # Deleting the upload while a job trains on it: a 409, said in words; then, once that
-    # job has ended, the upload goes.
-    busy = service.submit(dataset=name, hidden_sizes=[8], epochs=1000, batch_size=1)["id"]
+    # job has ended, the upload goes. The job is estimated at about 20 s, so it is still
+    # queued or running when the delete is tried; it is cancelled right after.
+    busy = service.submit(dataset=name, hidden_sizes=[1024, 1024], epochs=1000,
+                          batch_size=1)["id"]
     page.goto(f"{service.api.url}/ui/#/datasets")
     row = page.locator(f"#uploads tr[data-id='{dataset_id}']")
     row.wait_for()
@@ -167,3 +170,19 @@ def test_upload_train_download_and_predict_in_the_dashboard(
     page.goto(f"{service.api.url}/ui/#/jobs/{job_id}")
     page.wait_for_selector("#download-model")
     assert service.client.get(f"/v1/jobs/{job_id}/model").status_code == 200
+
+
+def test_a_file_over_the_quota_is_refused_beside_the_file_field(
+    service: Service, page: Any, tmp_path: Path
+) -> None:
+    key = make_tenant(service.env, f"small-{uuid.uuid4().hex[:6]}", max_dataset_bytes=4096)
+    log_in(service, page, key)
+    page.click("#datasets-link")
+    page.wait_for_selector("#upload-form")
+    upload(page, "big", "big.csv", flowers_csv(rows_per_class=2000))  # about 200 KB
+    page.wait_for_selector("#upload-error-file:not(:empty)")
+    message = page.inner_text("#upload-error-file")
+    assert "4,096" in message and "max_dataset_bytes" in message, message
+    assert page.inner_text("#upload-state") == ""
+    assert page.locator("#uploads tr.upload").count() == 0
+    shot(page, tmp_path, "dashboard-upload-413")
