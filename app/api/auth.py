@@ -27,20 +27,27 @@ UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _refuse(detail: str, error: str | None = None) -> HTTPException:
+def refused(detail: str, error: str | None = None) -> HTTPException:
     challenge = "Bearer" if error is None else f'Bearer error="{error}"'
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": challenge})
 
 
 def _presented(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
-    if credentials is None:
-        sent = request.headers.get("authorization")
-        if sent:
-            raise _refuse(
-                "the Authorization header must be 'Bearer <key>'", "invalid_request"
-            )
-        raise _refuse("this route needs an API key: send 'Authorization: Bearer <key>'")
-    return credentials.credentials
+    # `credentials` (HTTPBearer's) puts the scheme in the OpenAPI; the header is read once,
+    # by presented_key, for every route.
+    return presented_key(request)
+
+
+def presented_key(request: Request) -> str:
+    """The key of `Authorization: Bearer <key>`, or the 401 that says what is wrong."""
+    sent = request.headers.get("authorization")
+    if not sent:
+        raise refused("this route needs an API key: send 'Authorization: Bearer <key>'")
+    scheme, _, key = sent.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise refused("the Authorization header must be 'Bearer <key>'", "invalid_request")
+    return key
 
 
 async def tenant_of(request: Request, credentials: Credentials) -> Principal:
@@ -49,7 +56,7 @@ async def tenant_of(request: Request, credentials: Credentials) -> Principal:
     check: KeyCheck = request.app.state.key_check
     principal = await check.authenticate(key)
     if principal is None:
-        raise _refuse("unknown or revoked API key", "invalid_token")
+        raise refused("unknown or revoked API key", "invalid_token")
     return principal
 
 
@@ -58,12 +65,12 @@ async def operator(request: Request, credentials: Credentials) -> None:
     token = _presented(request, credentials)
     expected = request.app.state.settings.admin_token
     if expected is None:
-        raise _refuse(
+        raise refused(
             "the admin API is closed: the operator sets DESCENT_ADMIN_TOKEN to open it "
             "(or uses python -m app.admin)"
         )
     if not hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
-        raise _refuse("wrong admin token", "invalid_token")
+        raise refused("wrong admin token", "invalid_token")
 
 
 PrincipalDep = Annotated[Principal, Depends(tenant_of)]

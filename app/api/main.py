@@ -29,6 +29,7 @@ from app.api.monitoring import HttpMetrics, StoreCollector
 from app.api.predict import ModelCache
 from app.api.routes import (
     admin,
+    curve,
     datasets,
     events,
     gradcheck,
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MethodsMiddleware)
     app.add_middleware(HttpMetrics, registry=registry)  # outermost: it times everything
     app.include_router(jobs.router)
+    app.include_router(curve.router)
     app.include_router(events.router)
     app.include_router(pictures.router)
     app.include_router(datasets.router)

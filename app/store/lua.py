@@ -256,11 +256,16 @@ return status
 # A poll's snapshot of the curve, for the job's own tenant only. KEYS: job, losses, epochs.
 # ARGV: tenant, byte offset. Returns {status, losses' length, losses from the offset,
 # epoch rows}, or nil for an unknown job or another tenant's (nothing of it is read).
-READ_CURVE = """
-local status, owner = unpack(redis.call('HMGET', KEYS[1], 'status', 'tenant'))
-if not status or owner ~= ARGV[1] then return false end
-return {status, redis.call('STRLEN', KEYS[2]), redis.call('GETRANGE', KEYS[2], ARGV[2], -1),
-        redis.call('HVALS', KEYS[3])}
+_READ_CURVE = """
+local function read_curve(job, losses, epochs, tenant, offset)
+  local status, owner = unpack(redis.call('HMGET', job, 'status', 'tenant'))
+  if not status or owner ~= tenant then return false end
+  return {status, redis.call('STRLEN', losses), redis.call('GETRANGE', losses, offset, -1),
+          redis.call('HVALS', epochs)}
+end
+"""
+READ_CURVE = _READ_CURVE + """
+return read_curve(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
 """
 
 # What changed in a job since a follower's last look, for the API's event stream. KEYS: job,
@@ -546,13 +551,29 @@ return 1
 
 # KEYS: the key's record. ARGV: the key prefix. {record fields, tenant fields} (empty when
 # the key is unknown): one round trip per request.
-AUTHENTICATE = """
-local record = redis.call('HGETALL', KEYS[1])
-if #record == 0 then return {{}, {}} end
-local tenant = redis.call('HGET', KEYS[1], 'tenant')
-local fields = redis.call('HGETALL', ARGV[1] .. ':tenant:' .. tenant)
-if redis.call('HEXISTS', ARGV[1] .. ':tenant:' .. tenant, 'id') == 0 then return {{}, {}} end
+_AUTHENTICATE = """
+local function authenticate(key, prefix)
+  local record = redis.call('HGETALL', key)
+  if #record == 0 then return {}, {}, nil end
+  local tenant = redis.call('HGET', key, 'tenant')
+  local fields = redis.call('HGETALL', prefix .. ':tenant:' .. tenant)
+  if redis.call('HEXISTS', prefix .. ':tenant:' .. tenant, 'id') == 0 then return {}, {}, nil end
+  return record, fields, tenant
+end
+"""
+AUTHENTICATE = _AUTHENTICATE + """
+local record, fields = authenticate(KEYS[1], ARGV[1])
 return {record, fields}
+"""
+
+# A curve poll in one round trip: the key's check, then (for a known key) READ_CURVE as its
+# tenant. KEYS: the key's record, then the job's hash, losses and epochs. ARGV: the prefix,
+# the byte offset. Returns {key record, tenant, curve or false} (the record and tenant empty
+# for an unknown or revoked key: then nothing of the job is read).
+AUTHENTICATED_CURVE = _AUTHENTICATE + _READ_CURVE + """
+local record, fields, tenant = authenticate(KEYS[1], ARGV[1])
+if not tenant then return {{}, {}, false} end
+return {record, fields, read_curve(KEYS[2], KEYS[3], KEYS[4], tenant, ARGV[2])}
 """
 
 # A new sweep, counted as one of its tenant's submissions. KEYS: 1 the sweep's hash, 2 the

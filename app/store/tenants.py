@@ -21,7 +21,8 @@ from redis.asyncio import Redis as AsyncRedis
 
 from app.store import lua
 from app.store.base import StoreBase
-from app.store.keys import KeyLayout
+from app.store.curve import BYTES_PER_POINT, check_curve_query, curve_document
+from app.store.keys import KeyLayout, is_job_id
 from app.store.records import decode_hash, text
 
 if TYPE_CHECKING:
@@ -178,6 +179,7 @@ class KeyCheck:
         self._client = client
         self.keys = KeyLayout(prefix)
         self._auth = client.register_script(lua.AUTHENTICATE)
+        self._authenticated_curve = client.register_script(lua.AUTHENTICATED_CURVE)
 
     async def authenticate(self, api_key: str) -> Principal | None:
         digest = plausible_digest(api_key)
@@ -185,6 +187,27 @@ class KeyCheck:
             return None
         found = await self._auth(keys=[self.keys.api_key(digest)], args=[self.keys.prefix])
         return principal_of(digest, found)
+
+    async def curve(self, api_key: str, job_id: str, since: int, max_points: int
+                    ) -> tuple[Principal | None, dict[str, Any] | None]:
+        """A curve poll in one round trip (lua.AUTHENTICATED_CURVE): the key's principal
+        (None: unknown or revoked) and, when the job is its tenant's, the curve (as
+        FeedReader.curve answers it)."""
+        check_curve_query(since, max_points)
+        digest = plausible_digest(api_key)
+        if digest is None:
+            return None, None
+        if not is_job_id(job_id):
+            return await self.authenticate(api_key), None
+        job_keys = self.keys.job(job_id)
+        record, tenant, found = await self._authenticated_curve(
+            keys=[self.keys.api_key(digest), job_keys.job, job_keys.losses, job_keys.epochs],
+            args=[self.keys.prefix, min(since, 2**40) * BYTES_PER_POINT],
+        )
+        principal = principal_of(digest, [record, tenant])
+        if principal is None or not found:
+            return principal, None
+        return principal, curve_document(found, since, max_points, arrays=True)
 
 
 class TenantStore(StoreBase):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from app.api.admission import admit
 from app.api.auth import UNAUTHORIZED, PrincipalDep, tenant_of
@@ -15,7 +14,6 @@ from app.api.catalog import Catalog
 from app.api.deps import DefaultQuotasDep, SettingsDep, StoreDep, UploadsDep
 from app.api.errors import field_error, not_found, unprocessable
 from app.api.schemas import (
-    Curve,
     ErrorDetail,
     Job,
     JobList,
@@ -26,8 +24,6 @@ from app.api.schemas import (
     Status,
     Unprocessable,
 )
-from app.store.curve import dumps
-from app.store.feed import FeedReader
 from app.store.keys import STATUSES
 from app.store.records import (
     DatasetGone,
@@ -176,26 +172,6 @@ def get_job(job_id: str, store: StoreDep, principal: PrincipalDep) -> Any:
     if job is None:
         raise _not_found(job_id)
     return job
-
-
-@router.get("/{job_id}/curve", response_model=Curve, responses=NOT_FOUND)
-async def get_curve(
-    job_id: str,
-    request: Request,
-    principal: PrincipalDep,
-    since: Since = 0,
-    max_points: MaxPoints = 1000,
-) -> Any:
-    """Mini-batch losses after `since` (evenly downsampled, the last kept) and epoch rows."""
-    # The hot path of every poller: awaited on the event loop (no hop to a worker thread),
-    # NumPy arrays straight to orjson, and no re-validation against the response model.
-    reader: FeedReader = request.app.state.event_hub.reader
-    curve = await reader.curve(job_id, principal.tenant.id, since, max_points)
-    if curve is None:
-        raise _not_found(job_id)
-    if len(curve["iterations"]) > LARGE_CURVE:  # a big answer: not on the event loop
-        return Response(await run_in_threadpool(dumps, curve), media_type="application/json")
-    return Response(dumps(curve), media_type="application/json")
 
 
 @router.get(
