@@ -237,6 +237,17 @@ class UploadedDataset(BaseModel):
     created_at: str
 
 
+class DatasetUser(BaseModel):
+    kind: Literal["job", "sweep"]
+    id: str
+    status: str
+
+
+class DatasetInUseAnswer(BaseModel):
+    detail: str
+    used_by: DatasetUser = Field(description="The job or sweep that trains on the upload.")
+
+
 class DatasetList(BaseModel):
     items: list[BuiltinDataset | UploadedDataset]
 

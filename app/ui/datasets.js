@@ -169,10 +169,10 @@ async function datasetsView() {
       await api(`/v1/datasets/${d.id}`, { method: "DELETE" });
     } catch (error) {
       if (error.status === 401) return;
-      const user = error.status === 409 && error.message.match(/\b(job|sweep) ([0-9a-f]{32})\b/);
+      const user = error.status === 409 ? error.body?.used_by : null;
       deleteError.replaceChildren(h("div", { class: "error" }, h("b", {}, `${d.name} was not deleted`), ": ",
         error.status === 404 ? "it no longer exists." : error.message,
-        user ? [" ", h("a", { href: `#/${user[1]}s/${user[2]}`, id: "delete-blocker" }, `Open the ${user[1]} →`)] : null));
+        user ? [" ", h("a", { href: `#/${user.kind}s/${user.id}`, id: "delete-blocker" }, `Open the ${user.kind} →`)] : null));
     }
     await refresh();
   };
@@ -210,7 +210,9 @@ async function downloadModel(jobId) {
     throw new ApiError(response.status, body);
   }
   const url = URL.createObjectURL(await response.blob());
-  const link = h("a", { href: url, download: `job-${jobId}.npz`, hidden: true });
+  // The name the API gives it (Content-Disposition), so every way out names it alike.
+  const named = /filename="?([^";]+)"?/.exec(response.headers.get("content-disposition") || "");
+  const link = h("a", { href: url, download: named ? named[1] : `descent-model-${jobId}.npz`, hidden: true });
   document.body.append(link);
   link.click();
   link.remove();

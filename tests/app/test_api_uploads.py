@@ -256,6 +256,8 @@ def test_a_job_names_an_upload_which_cannot_be_deleted_while_it_is_queued(
     assert job.json()["spec"]["dataset"] == made["id"]  # stored by id: names can be reused
     assert check.status_code == 200 and check.json()["agree"], check.text
     assert refused.status_code == 409 and job.json()["id"] in refused.json()["detail"]
+    assert refused.json()["used_by"] == {"kind": "job", "id": job.json()["id"],
+                                         "status": "queued"}
     assert client.post(f"/v1/jobs/{job.json()['id']}/cancel").status_code == 202
     assert client.delete(f"{PATH}/{made['id']}").status_code == 204
     assert client.get(f"{PATH}/shapes").status_code == 404

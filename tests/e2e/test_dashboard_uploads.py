@@ -114,7 +114,7 @@ def test_upload_train_download_and_predict_in_the_dashboard(
     with page.expect_download() as info:
         page.click("#download-model")
     download = info.value
-    assert download.suggested_filename == f"job-{job_id}.npz"
+    assert download.suggested_filename == f"descent-model-{job_id}.npz"  # the API's name
     page.wait_for_selector("#download-state:has-text('saved as')")
     content = Path(download.path()).read_bytes()
     assert zipfile.is_zipfile(io.BytesIO(content))

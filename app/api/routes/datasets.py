@@ -16,7 +16,13 @@ from app.api.catalog import described
 from app.api.deps import DefaultQuotasDep, SettingsDep, UploadsDep
 from app.api.errors import field_error, not_found, unprocessable
 from app.api.multipart import BadForm, ReceivedFile, StreamedForm, TooLarge, boundary_of
-from app.api.schemas import DatasetList, ErrorDetail, Unprocessable, UploadedDataset
+from app.api.schemas import (
+    DatasetInUseAnswer,
+    DatasetList,
+    ErrorDetail,
+    Unprocessable,
+    UploadedDataset,
+)
 from app.csv_upload import read_csv
 from app.settings import Settings
 from app.store.keys import is_dataset_id
@@ -86,8 +92,8 @@ def get_dataset(ref: str, settings: SettingsDep, principal: PrincipalDep,
 
 @router.delete("/{ref}", status_code=204, response_class=Response, responses={
     **NOT_FOUND,
-    409: {"model": ErrorDetail, "description": "A queued or running job (or an unfinished "
-          "sweep) trains on it; or it is a built-in dataset"}})
+    409: {"model": DatasetInUseAnswer, "description": "A queued or running job (or an "
+          "unfinished sweep) trains on it (`used_by` names it); or it is a built-in dataset"}})
 def delete_dataset(ref: str, principal: PrincipalDep, uploads: UploadsDep) -> Response:
     """Delete one of your uploads (by id or name). Jobs that ended keep their models."""
     if ref in BUILTIN_NAMES:
@@ -96,9 +102,10 @@ def delete_dataset(ref: str, principal: PrincipalDep, uploads: UploadsDep) -> Re
     try:
         deleted = uploads.delete_dataset(ref, tenant=principal.tenant.id)
     except DatasetInUse as exc:
-        raise HTTPException(status_code=409, detail=f"{exc}: delete it once that has ended "
-                            f"(or cancel it: POST /v1/{exc.kind}s/{exc.user_id}/cancel)"
-                            ) from None
+        return JSONResponse(status_code=409, content={
+            "detail": f"{exc}: delete it once that has ended (or cancel it: POST "
+                      f"/v1/{exc.kind}s/{exc.user_id}/cancel)",
+            "used_by": {"kind": exc.kind, "id": exc.user_id, "status": exc.status}})
     if not deleted:
         raise not_found("dataset", ref)
     return Response(status_code=204)
