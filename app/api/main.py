@@ -120,8 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         streamed=(("POST", "/v1/datasets"),))  # uploads: refused while they stream in
     app.add_middleware(MethodsMiddleware)
     app.add_middleware(HttpMetrics, registry=registry)  # outermost: it times everything
+    app.include_router(curve.router)  # first: the pollers' route is matched at once
     app.include_router(jobs.router)
-    app.include_router(curve.router)
     app.include_router(events.router)
     app.include_router(pictures.router)
     app.include_router(datasets.router)
