@@ -41,6 +41,18 @@ def write_shapes(path: Path, rows: int = 300, seed: int = 0) -> list[list[str]]:
     return cells
 
 
+def upload_shapes(service: Service, tmp_path: Path, name: str, rows: int, seed: int
+                  ) -> dict[str, Any]:
+    """Upload a shapes CSV through the API as `name`; its description."""
+    path = tmp_path / "shapes.csv"
+    write_shapes(path, rows=rows, seed=seed)
+    answer = service.client.post("/v1/datasets", data={"name": name},
+                                 files={"file": ("shapes.csv", path.read_bytes())})
+    assert answer.status_code == 201, answer.text
+    made: dict[str, Any] = answer.json()
+    return made
+
+
 def job_test_rows(path: Path, seed: int, validation_fraction: float
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Which rows of the file were the job's test and training rows: the same reader, the
@@ -105,10 +117,7 @@ def test_a_csv_uploaded_with_the_cli_trains_and_predicts_its_test_rows_exactly(
 def test_datasets_lists_an_upload_and_delete_waits_for_its_jobs(
     service: Service, tmp_path: Path,
 ) -> None:
-    path = tmp_path / "shapes.csv"
-    write_shapes(path, rows=90, seed=1)
-    made = service.client.post("/v1/datasets", data={"name": "shapes-delete"},
-                               files={"file": ("shapes.csv", path.read_bytes())}).json()
+    made = upload_shapes(service, tmp_path, "shapes-delete", rows=90, seed=1)
     long = service.submit(dataset="shapes-delete", hidden_sizes=[512], epochs=1000,
                           batch_size=1)
 
@@ -128,10 +137,7 @@ def test_datasets_lists_an_upload_and_delete_waits_for_its_jobs(
 def test_a_worker_reads_an_upload_once_for_its_jobs_and_a_sweep_trains_on_one(
     service: Service, tmp_path: Path,
 ) -> None:
-    path = tmp_path / "shapes.csv"
-    write_shapes(path, rows=150, seed=2)
-    made = service.client.post("/v1/datasets", data={"name": "shapes-cache"},
-                               files={"file": ("shapes.csv", path.read_bytes())}).json()
+    made = upload_shapes(service, tmp_path, "shapes-cache", rows=150, seed=2)
 
     first = service.submit(dataset="shapes-cache", **{**JOB, "epochs": 2})
     service.wait_status(first["id"], ("succeeded",), timeout=60)
