@@ -166,7 +166,7 @@ async def upload_dataset(
             return _name_taken(NameTaken(options["name"], taken["id"]))
         async with PARSING:
             return await run_in_threadpool(
-                _store, uploads, form.file, options, tenant, quota, used, limit)
+                _store, uploads, form.file, options, tenant, quota, limit)
     finally:
         form.close()
 
@@ -230,8 +230,10 @@ def _options(fields: dict[str, str], file: ReceivedFile
 
 
 def _store(uploads: UploadStore, file: ReceivedFile, options: dict[str, Any], tenant: str,
-           quota: int, used: int, limit: int) -> Any:
-    """Parse and check the file, then store it (in a thread: it takes seconds for 100 MB)."""
+           quota: int, limit: int) -> Any:
+    """Parse and check the file, then store it (in a thread: it takes seconds for 100 MB).
+    An .npz's arrays may take twice the file's limit once loaded (a compressed one more
+    than its file), no more."""
     try:
         upload = (read_npz(file.path, max_bytes=2 * limit + 2**20) if options["is_npz"]
                   else read_csv(file.path, options["label_column"]))
