@@ -50,9 +50,8 @@ class FeedReader:
         check_curve_query(since, max_points)
         if not is_job_id(job_id):
             return None
-        job_keys = self.keys.job(job_id)
         found = await self._read_curve(
-            keys=[job_keys.job, job_keys.losses, job_keys.epochs],
+            keys=list(self.keys.curve_keys(job_id)),
             args=[tenant, min(since, 2**40) * BYTES_PER_POINT],
         )
         return curve_document(found, since, max_points, arrays=True) if found else None
@@ -60,9 +59,8 @@ class FeedReader:
     async def update(self, job_id: str, total: int, first_epoch: int) -> Update | None:
         """The job now, with the losses after iteration `total` and the epoch rows from
         `first_epoch` on; None when the job is gone."""
-        job_keys = self.keys.job(job_id)
         found = await self._feed_read(
-            keys=[job_keys.job, job_keys.losses, job_keys.epochs],
+            keys=list(self.keys.curve_keys(job_id)),
             args=[total * BYTES_PER_POINT, first_epoch],
         )
         if not found:

@@ -283,12 +283,19 @@ class KeyLayout:
     def blob_refs(self, digest: str) -> str:
         return f"{self.blob(digest)}:refs"
 
-    def job(self, job_id: str) -> JobKeys:
+    def curve_keys(self, job_id: str) -> tuple[str, str, str]:
+        """The job's hash, losses and epochs: what a curve's read needs (a poll builds
+        these three names, not all of JobKeys)."""
         base = f"{self.job_prefix}{job_id}"
+        return base, f"{base}:losses", f"{base}:epochs"
+
+    def job(self, job_id: str) -> JobKeys:
+        job, losses, epochs = self.curve_keys(job_id)
+        base = job
         return JobKeys(
-            job=base,
-            losses=f"{base}:losses",
-            epochs=f"{base}:epochs",
+            job=job,
+            losses=losses,
+            epochs=epochs,
             metrics=f"{base}:metrics",
             checkpoint=f"{base}:checkpoint",
             lease=f"{base}:lease",

@@ -199,9 +199,8 @@ class KeyCheck:
             return None, None
         if not is_job_id(job_id):
             return await self.authenticate(api_key), None
-        job_keys = self.keys.job(job_id)
         record, tenant, found = await self._authenticated_curve(
-            keys=[self.keys.api_key(digest), job_keys.job, job_keys.losses, job_keys.epochs],
+            keys=[self.keys.api_key(digest), *self.keys.curve_keys(job_id)],
             args=[self.keys.prefix, min(since, 2**40) * BYTES_PER_POINT],
         )
         principal = principal_of(digest, [record, tenant])
