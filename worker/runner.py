@@ -219,8 +219,9 @@ class JobRunner:
         spec = job["spec"]
         try:
             config = TrainConfig.from_dict(spec)
-            info = self.datasets.info(spec["dataset"])
-            dataset = self.datasets.load(spec["dataset"])
+            # An upload is read from Redis: an outage there is waited out like any other.
+            info = self._store(lambda: self.datasets.info(spec["dataset"]))
+            dataset = self._store(lambda: self.datasets.load(spec["dataset"]))
             estimate = estimate_cost(
                 config, info.n_train, info.n_features, info.n_classes, n_test=info.n_test
             )
