@@ -84,16 +84,20 @@ class Datasets:
             raise DatasetError(f"the uploaded dataset {ref} was deleted")
         return document
 
-    def info(self, ref: str, tenant: str | None = None) -> DatasetInfo:
-        if is_dataset_id(ref):
-            return upload_info(self._upload(ref, tenant))
-        return dataset_info(ref, self.data_dir)
+    def open(self, ref: str) -> tuple[DatasetInfo, Dataset]:
+        """A job's dataset and its sizes, with an upload's record read once for both."""
+        if not is_dataset_id(ref):
+            return dataset_info(ref, self.data_dir), builtin_dataset(ref, self.data_dir)
+        document = self._upload(ref, None)
+        return upload_info(document), self._read(document)
 
     def load(self, ref: str, tenant: str | None = None) -> Dataset:
         """The Dataset of a spec's `dataset`; DatasetError when an upload is gone."""
         if not is_dataset_id(ref):
             return builtin_dataset(ref, self.data_dir)
-        document = self._upload(ref, tenant)
+        return self._read(self._upload(ref, tenant))
+
+    def _read(self, document: dict[str, Any]) -> Dataset:
         try:
             return self.cache.get(document["sha256"], document["name"],
                                   self.uploads.load_blob)

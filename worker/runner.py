@@ -220,8 +220,7 @@ class JobRunner:
         try:
             config = TrainConfig.from_dict(spec)
             # An upload is read from Redis: an outage there is waited out like any other.
-            info = self._store(lambda: self.datasets.info(spec["dataset"]))
-            dataset = self._store(lambda: self.datasets.load(spec["dataset"]))
+            info, dataset = self._store(lambda: self.datasets.open(spec["dataset"]))
             estimate = estimate_cost(
                 config, info.n_train, info.n_features, info.n_classes, n_test=info.n_test
             )

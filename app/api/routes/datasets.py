@@ -27,7 +27,7 @@ from app.csv_upload import read_csv
 from app.settings import Settings
 from app.store.keys import is_dataset_id
 from app.store.uploads import DatasetInUse, DatasetQuotaExceeded, NameTaken, UploadStore
-from trainer import catalogue
+from trainer import catalogue, dataset_info
 from trainer.datasets import BUILTIN_NAMES
 from trainer.errors import DatasetError
 from trainer.preprocess import PREPROCESSING
@@ -82,8 +82,7 @@ def get_dataset(ref: str, settings: SettingsDep, principal: PrincipalDep,
                 uploads: UploadsDep) -> Any:
     """A built-in dataset by name, or one of your uploads by name or id."""
     if ref in BUILTIN_NAMES:
-        return next(described(info, settings) for info in catalogue(settings.data_dir)
-                    if info.name == ref)
+        return described(dataset_info(ref, settings.data_dir), settings)
     found = uploads.get_dataset(ref, tenant=principal.tenant.id)
     if found is None:
         raise not_found("dataset", ref)
