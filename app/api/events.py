@@ -8,6 +8,12 @@ follower, so Redis's work per change does not grow with the number of followers.
 that hears nothing for a while reads anyway, so a lost message (a dropped subscription, a
 Redis restart) delays a follower by at most that long.
 
+Each round of a follower's events (a status change, the new points, the epoch rows they
+complete) goes out as one chunk, one write. Each event is encoded (sse_starlette's
+ServerSentEvent, the one wire format) once per read of the feed and shared by the
+followers at the same place in it, which after their catch-up is all of them: a change
+costs this process one encoding and then a memo lookup and a write per follower.
+
 Event ids: a `progress` event's id is the last iteration it carries; an `epoch` event's id
 is "{iteration}:{epoch}". Last-Event-ID resumes after either: points after that iteration,
 and epoch rows not yet delivered (for a bare iteration, the row that ends at it is resent,
@@ -21,14 +27,16 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar, cast
 
 import redis
 from redis.asyncio import Redis as AsyncRedis
+from sse_starlette import ServerSentEvent
 
-from app.store.curve import BYTES_PER_POINT, curve_arrays
+from app.store.curve import BYTES_PER_POINT, curve_arrays, dumps
 from app.store.feed import FeedReader, Update
 from app.store.keys import TERMINAL_STATUSES
 
@@ -37,6 +45,7 @@ logger = logging.getLogger(__name__)
 QUIET_READ_SECONDS = 5.0  # a followed job re-read after this long without a message
 RECONNECT_SECONDS = (0.2, 5.0)  # the subscription's backoff, first and most
 STOP_SECONDS = 5.0
+T = TypeVar("T")
 _RESUME = re.compile(r"(\d{1,18})(?::(\d{1,9}))?")
 
 
@@ -83,6 +92,8 @@ class Feed:
         self.raw = bytearray()
         self.rows: list[dict[str, Any]] = []
         self.state: Update | None = None
+        self.version = 0  # counts the reads that changed state, raw or rows
+        self._encoded: dict[Hashable, Any] = {}  # this version's events, on the wire
         self.gone = False
         self._changed = asyncio.Event()
         self._reading: asyncio.Task[None] | None = None
@@ -130,6 +141,8 @@ class Feed:
                                       % BYTES_PER_POINT]
             self.rows += update.rows
             self.state = update
+        self.version += 1
+        self._encoded = {}
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
@@ -146,6 +159,15 @@ class Feed:
         except TimeoutError:
             self.poke()
             await waiting.wait()
+
+    def encoded(self, key: Hashable, encode: Callable[[], T]) -> T:
+        """What `encode` gives for this version of the feed, made by the first follower
+        to need it: an event on the wire, or (position, event). `key` holds what it
+        depends on besides the version; a follower calls this with no await since it read
+        the feed's state, so that the version is the one it read."""
+        if key not in self._encoded:
+            self._encoded[key] = encode()
+        return cast(T, self._encoded[key])
 
     def losses_after(self, iteration: int) -> bytes | None:
         """The float32 bytes of the iterations after `iteration`, or None when the feed
@@ -214,17 +236,33 @@ class EventHub:
                 del self.feeds[job_id]
 
 
-def _progress(state: Update, iterations: Any, losses: Any) -> dict[str, Any]:
-    """A progress event's data; iterations and losses are NumPy arrays (curve.dumps)."""
+def _encode(event: str, data: Any, event_id: str | None = None) -> bytes:
+    """One event on the wire (data is JSON: orjson's, which writes no line breaks)."""
+    return ServerSentEvent(data=dumps(data).decode(), event=event, id=event_id).encode()
+
+
+def _progress(state: Update, iterations: Any, losses: Any) -> bytes:
+    """A progress event; iterations and losses are NumPy arrays (curve.dumps)."""
     keys = ("epoch", "epochs", "fraction", "eta_seconds")
-    return {"iteration": int(iterations[-1]), **{k: state.progress.get(k) for k in keys},
-            "iterations": iterations, "loss": losses}
+    last = int(iterations[-1])
+    return _encode("progress", {"iteration": last, **{k: state.progress.get(k) for k in keys},
+                                "iterations": iterations, "loss": losses}, str(last))
+
+
+def _held_progress(feed: Feed, state: Update, after: int, max_points: int
+                   ) -> tuple[int, bytes | None]:
+    """The feed's points after `after` as a progress event (None when there are none),
+    and the follower's position after it."""
+    iterations, losses, _ = curve_arrays(feed.losses_after(after) or b"", after, max_points)
+    if not len(iterations):
+        return after, None
+    return int(iterations[-1]), _progress(state, iterations, losses)
 
 
 async def events(
     hub: EventHub, job_id: str, tenant: str, resume: Resume, max_points: int
-) -> AsyncIterator[dict[str, Any]]:
-    """The follower's events (dicts for sse_starlette), until `end`."""
+) -> AsyncIterator[bytes]:
+    """The follower's stream, a chunk of encoded events per round, until `end`."""
     async with hub.follow(job_id) as feed:
         await feed.ready()
         position = resume.after
@@ -233,37 +271,46 @@ async def events(
         while True:
             state = feed.state
             if feed.gone:  # expired meanwhile: nothing more will come
-                yield {"event": "end", "data": {"status": "gone"}}
+                yield _encode("end", {"status": "gone"})
                 return
             if state is None:  # the first read failed (Redis unreachable): read again
                 await feed.changed(QUIET_READ_SECONDS)
                 continue
+            chunk: list[bytes] = []
+            if feed.losses_after(position) is None:  # from before the feed began: from
+                curve = await hub.reader.curve(job_id, tenant, position, max_points)
+                if curve is None:  # Redis, as a curve poll (once: the feed holds the rest)
+                    yield _encode("end", {"status": "gone"})
+                    return
+                state = feed.state or state
+                if len(curve["iterations"]):
+                    position = int(curve["iterations"][-1])
+                    chunk.append(_progress(state, curve["iterations"], curve["loss"]))
+            # No await from here to the round's yield: state, raw and rows are one version.
+            version = feed.version
             status = (state.status, state.error, state.warnings)
             if status != sent_status:
                 sent_status = status
-                yield {"event": "status", "data": {"status": state.status,
-                                                   "error": state.error,
-                                                   "warnings": state.warnings}}
-            data = feed.losses_after(position)
-            if data is None:  # from before the feed began: from Redis, as a curve poll
-                curve = await hub.reader.curve(job_id, tenant, position, max_points)
-                if curve is None:
-                    yield {"event": "end", "data": {"status": "gone"}}
-                    return
-                iterations, losses, _ = curve["iterations"], curve["loss"], curve["next"]
-            else:
-                iterations, losses, _ = curve_arrays(data, position, max_points)
-            if len(iterations):
-                position = int(iterations[-1])
-                yield {"event": "progress", "id": str(position),
-                       "data": _progress(state, iterations, losses)}
-            for row in list(feed.rows):
+                chunk.insert(0, feed.encoded("status", partial(_encode, "status", {
+                    "status": state.status, "error": state.error,
+                    "warnings": state.warnings})))
+            position, progress = feed.encoded(
+                ("progress", position, max_points),
+                partial(_held_progress, feed, state, position, max_points))
+            if progress is not None:
+                chunk.append(progress)
+            for row in feed.rows:
                 epoch = int(row["epoch"])
                 if epoch not in sent_rows and int(row["iteration"]) <= position:
                     sent_rows.add(epoch)
-                    yield {"event": "epoch", "id": f"{position}:{epoch}", "data": row}
-            if state.status in TERMINAL_STATUSES and position >= feed.total:
-                yield {"event": "end", "data": {"status": state.status}}
+                    chunk.append(feed.encoded(("epoch", position, epoch), partial(
+                        _encode, "epoch", row, f"{position}:{epoch}")))
+            ended = state.status in TERMINAL_STATUSES and position >= feed.total
+            if ended:
+                chunk.append(_encode("end", {"status": state.status}))
+            if chunk:
+                yield b"".join(chunk)
+            if ended:
                 return
-            if position >= feed.total and feed.state is state:  # nothing new since we looked
+            if position >= feed.total and feed.version == version:  # nothing new since
                 await feed.changed(QUIET_READ_SECONDS)

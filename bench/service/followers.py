@@ -4,7 +4,8 @@ flush (the PUBLISH its script makes, heard by this process's own subscription to
 events channel) to a follower's receipt of the progress event that carries it; and the
 Redis commands per flush during each run (INFO's total_commands_processed, every client's,
 the worker's included), which must not grow with the followers (each follower's own
-connection costs a few, once). Targets: p50 <= 100 ms, p99 <= 300 ms."""
+connection costs a few, once); and the API process's CPU per flush, which does (a write
+per follower). Targets: p50 <= 100 ms, p99 <= 300 ms."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import redis.asyncio
 from httpx_sse import aconnect_sse
 
 from bench.service.harness import Plan, Row, Stack, bearer
+from bench.service.load import process_cpu
 from bench.service.log import log
 from bench.service.stats import pct
 
@@ -57,6 +59,8 @@ async def _run(stack: Stack, followers: int) -> dict[str, Any]:
 
     listener = asyncio.create_task(listen())
     info = redis.Redis.from_url(stack.settings.redis_url)
+    assert stack.api is not None
+    api_pid = stack.api.pid
     delays: list[float] = []
     joined, count = asyncio.Event(), [followers]
     window: dict[str, float] = {}
@@ -66,7 +70,7 @@ async def _run(stack: Stack, followers: int) -> dict[str, Any]:
         connections cost a few commands each, once) to the job's end."""
         await joined.wait()
         window.update(commands=info.info("stats")["total_commands_processed"],
-                      flushes=len(heard), started=time.monotonic())
+                      flushes=len(heard), started=time.monotonic(), cpu=process_cpu(api_pid))
 
     counter = asyncio.create_task(count_once_joined())
     async with httpx.AsyncClient(
@@ -79,6 +83,7 @@ async def _run(stack: Stack, followers: int) -> dict[str, Any]:
     await counter
     seconds = time.monotonic() - window["started"]
     commands = info.info("stats")["total_commands_processed"] - window["commands"]
+    cpu = process_cpu(api_pid) - window["cpu"]
     flushes = len(heard) - int(window["flushes"])
     listener.cancel()
     await pubsub.aclose()
@@ -86,7 +91,8 @@ async def _run(stack: Stack, followers: int) -> dict[str, Any]:
     info.close()
     return {"followers": followers, "p50": pct(delays, 50), "p99": pct(delays, 99),
             "events": len(delays), "flushes": flushes, "seconds": seconds,
-            "per_flush": commands / max(flushes, 1)}
+            "per_flush": commands / max(flushes, 1),
+            "cpu_per_flush": cpu * 1000 / max(flushes, 1)}
 
 
 def measure(stack: Stack, plan: Plan) -> dict[str, Any]:
@@ -114,4 +120,8 @@ def rows(result: dict[str, Any]) -> list[Row]:
          f"{one['per_flush']:.1f} vs {many['per_flush']:.1f} "
          f"({many['per_flush'] / one['per_flush']:.2f}x)", "~1x",
          "ok" if many["per_flush"] <= 1.2 * one["per_flush"] else "GREW"),
+        ("8 API CPU per flush, 1 vs many followers",
+         f"{one['cpu_per_flush']:.2f} vs {many['cpu_per_flush']:.1f} ms "
+         f"({many['cpu_per_flush'] / max(many['followers'], 1) * 1000:.0f} us a follower)",
+         "(report)", ""),
     ]

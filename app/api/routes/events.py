@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from app.api.auth import UNAUTHORIZED, PrincipalDep
 from app.api.errors import field_error, unprocessable
 from app.api.events import EventHub, Resume, events
 from app.api.routes.jobs import NOT_FOUND, MaxPoints, Since, _not_found
 from app.api.schemas import Unprocessable
-from app.store.curve import dumps
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=UNAUTHORIZED)
 KEEPALIVE_SECONDS = 15
@@ -69,13 +67,8 @@ async def job_events(
         return unprocessable(
             [field_error("Last-Event-ID", str(exc), last_event_id, where="header")]
         )
-
-    async def wire() -> AsyncIterator[ServerSentEvent]:
-        async for event in events(hub, job_id, tenant, resume, max_points):
-            yield ServerSentEvent(data=dumps(event["data"]).decode(), event=event["event"],
-                                  id=event.get("id"))
-
-    return EventSourceResponse(wire(), ping=KEEPALIVE_SECONDS)
+    return EventSourceResponse(events(hub, job_id, tenant, resume, max_points),
+                               ping=KEEPALIVE_SECONDS)
 
 
 
