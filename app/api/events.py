@@ -4,9 +4,9 @@ followed job, and each follower's events (GET /v1/jobs/{id}/events).
 The scripts that change a job publish its id on the deployment's events channel
 (app.store.keys.KeyLayout.events). The EventHub holds this process's one subscription;
 when a followed job changes, its Feed reads what is new from Redis once and wakes every
-follower, so Redis's work per change does not grow with the number of followers. A Feed
-that hears nothing for a while reads anyway, so a lost message (a dropped subscription, a
-Redis restart) delays a follower by at most that long.
+follower, so Redis's work per change does not grow with the number of followers. The hub
+also reads each feed that heard nothing for a while (one timer for all of them), so a lost
+message (a dropped subscription, a Redis restart) delays a follower by at most that long.
 
 Each round of a follower's events (a status change, the new points, the epoch rows they
 complete) goes out as one chunk, one write. Each event is encoded (sse_starlette's
@@ -15,10 +15,12 @@ followers at the same place in it, which after their catch-up is all of them: a 
 costs this process one encoding and then a memo lookup and a write per follower.
 
 Event ids: a `progress` event's id is the last iteration it carries; an `epoch` event's id
-is "{iteration}:{epoch}". Last-Event-ID resumes after either: points after that iteration,
-and epoch rows not yet delivered (for a bare iteration, the row that ends at it is resent,
-as its event came after the progress event). A stream, resumed or not, starts with the
-job's `status`.
+is "{iteration}:{epoch}", the points and the rows the client has with it. A progress
+event's points stop at any epoch's end among them, and that row follows it, so that a
+bare iteration says which rows the client has too: those that end before it. Last-Event-ID
+resumes after either: points after that iteration, and the epoch rows not yet delivered
+(for a bare iteration, the row that ends at it is resent). A stream, resumed or not,
+starts with the job's `status`.
 """
 
 from __future__ import annotations
@@ -30,19 +32,21 @@ import re
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
 from functools import partial
+from itertools import takewhile
 from typing import Any, TypeVar, cast
 
+import numpy as np
 import redis
 from redis.asyncio import Redis as AsyncRedis
 from sse_starlette import ServerSentEvent
 
-from app.store.curve import BYTES_PER_POINT, curve_arrays, dumps
+from app.store.curve import BYTES_PER_POINT, bytes_to_losses, downsample_indices, dumps
 from app.store.feed import FeedReader, Update
 from app.store.keys import TERMINAL_STATUSES
 
 logger = logging.getLogger(__name__)
 
-QUIET_READ_SECONDS = 5.0  # a followed job re-read after this long without a message
+QUIET_READ_SECONDS = 5.0  # a followed job re-read after this long without a read
 RECONNECT_SECONDS = (0.2, 5.0)  # the subscription's backoff, first and most
 STOP_SECONDS = 5.0
 T = TypeVar("T")
@@ -99,6 +103,7 @@ class Feed:
         self._reading: asyncio.Task[None] | None = None
         self._again = False
         self._ready = asyncio.Event()
+        self.read_at = asyncio.get_running_loop().time()  # the last read's end, or birth
 
     @property
     def total(self) -> int:
@@ -120,6 +125,7 @@ class Feed:
                 logger.warning("event feed of job %s: Redis unreachable (%s)", self.job_id, exc)
             except Exception:
                 logger.exception("event feed of job %s: read failed", self.job_id)
+            self.read_at = asyncio.get_running_loop().time()
             self._ready.set()
             if not self._again:
                 return
@@ -151,14 +157,10 @@ class Feed:
             self.poke()
         await self._ready.wait()
 
-    async def changed(self, timeout: float) -> None:
-        """Until the next read (or `timeout`, after which a read is started)."""
-        waiting = self._changed
-        try:
-            await asyncio.wait_for(waiting.wait(), timeout)
-        except TimeoutError:
-            self.poke()
-            await waiting.wait()
+    async def changed(self) -> None:
+        """Until the next read that succeeds (the hub reads a quiet feed every
+        QUIET_READ_SECONDS)."""
+        await self._changed.wait()
 
     def encoded(self, key: Hashable, encode: Callable[[], T]) -> T:
         """What `encode` gives for this version of the feed, made by the first follower
@@ -184,20 +186,34 @@ class EventHub:
         self._client = client
         self.reader = reader
         self.feeds: dict[str, Feed] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._listen())
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._listen()), loop.create_task(self._read_quiet())]
 
     async def stop(self) -> None:
-        """Cancel the subscription. (redis-py may turn the cancellation of a read into a
-        ConnectionError, which the loop would take for an outage: hence the flag.)"""
+        """Cancel the subscription and the timer. (redis-py may turn the cancellation of a
+        read into a ConnectionError, which the loop would take for an outage: hence the
+        flag.)"""
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._task, STOP_SECONDS)
+        for task in self._tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True),
+                                   STOP_SECONDS)
+
+    async def _read_quiet(self) -> None:
+        """Read each feed that has not been read for QUIET_READ_SECONDS: what a lost
+        message missed, or a first read that failed."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(QUIET_READ_SECONDS / 5)
+            now = loop.time()
+            for feed in list(self.feeds.values()):
+                if now - feed.read_at >= QUIET_READ_SECONDS:
+                    feed.poke()
 
     async def _listen(self) -> None:
         delay = RECONNECT_SECONDS[0]
@@ -249,43 +265,78 @@ def _progress(state: Update, iterations: Any, losses: Any) -> bytes:
                                 "iterations": iterations, "loss": losses}, str(last))
 
 
-def _held_progress(feed: Feed, state: Update, after: int, max_points: int
-                   ) -> tuple[int, bytes | None]:
-    """The feed's points after `after` as a progress event (None when there are none),
-    and the follower's position after it."""
-    iterations, losses, _ = curve_arrays(feed.losses_after(after) or b"", after, max_points)
-    if not len(iterations):
-        return after, None
-    return int(iterations[-1]), _progress(state, iterations, losses)
+def _round(state: Update, data: bytes, after: int, rows: list[dict[str, Any]],
+           next_row: int, max_points: int) -> tuple[int, int, bytes]:
+    """A round's points and rows, for a follower that has the points through `after` and
+    the rows before `rows[next_row]` (rows: all the job's, in epoch order): its new
+    position and row index, and the events.
+
+    The rows that end by `after` come first (their points went before). The new points,
+    the float32 `data` of iterations after+1 on, are downsampled as a curve is (at most
+    `max_points`, the last kept) and cut at each epoch's end among them, which is kept:
+    each piece is a progress event, followed by the row it ends. So when a progress
+    event's id is an iteration, every row that ends before it came before it.
+    """
+    events: list[bytes] = []
+    while next_row < len(rows) and int(rows[next_row]["iteration"]) <= after:
+        row = rows[next_row]
+        events.append(_encode("epoch", row, f"{after}:{row['epoch']}"))
+        next_row += 1
+    losses = bytes_to_losses(data)
+    if not len(losses):
+        return after, next_row, b"".join(events)
+    ending = list(takewhile(lambda row: int(row["iteration"]) <= after + len(losses),
+                            rows[next_row:]))
+    ends = np.array([int(row["iteration"]) - after - 1 for row in ending], dtype=np.int64)
+    kept = np.union1d(downsample_indices(len(losses), max_points), ends)
+    iterations, values = kept + (after + 1), losses[kept].astype(np.float64)
+    cuts = np.searchsorted(kept, ends, side="right")
+    start = 0
+    for row, cut in zip(ending, cuts.tolist(), strict=True):
+        events.append(_progress(state, iterations[start:cut], values[start:cut]))
+        events.append(_encode("epoch", row, f"{row['iteration']}:{row['epoch']}"))
+        start = cut
+    if start < len(kept):
+        events.append(_progress(state, iterations[start:], values[start:]))
+    return after + len(losses), next_row + len(ending), b"".join(events)
+
+
+def _held_round(feed: Feed, state: Update, after: int, next_row: int, max_points: int
+                ) -> tuple[int, int, bytes]:
+    """_round on what the feed holds (the caller has checked that it holds `after`)."""
+    return _round(state, feed.losses_after(after) or b"", after, feed.rows, next_row,
+                  max_points)
 
 
 async def events(
-    hub: EventHub, job_id: str, tenant: str, resume: Resume, max_points: int
+    hub: EventHub, job_id: str, resume: Resume, max_points: int
 ) -> AsyncIterator[bytes]:
-    """The follower's stream, a chunk of encoded events per round, until `end`."""
+    """The follower's stream, a chunk of encoded events per round, until `end`. (The
+    caller has checked that the job is the follower's tenant's.)"""
     async with hub.follow(job_id) as feed:
         await feed.ready()
         position = resume.after
+        next_row = sum(1 for _ in takewhile(resume.row_delivered, feed.rows))
         sent_status: tuple[Any, ...] | None = None
-        sent_rows = {int(row["epoch"]) for row in feed.rows if resume.row_delivered(row)}
         while True:
             state = feed.state
             if feed.gone:  # expired meanwhile: nothing more will come
                 yield _encode("end", {"status": "gone"})
                 return
             if state is None:  # the first read failed (Redis unreachable): read again
-                await feed.changed(QUIET_READ_SECONDS)
+                await feed.changed()
                 continue
             chunk: list[bytes] = []
-            if feed.losses_after(position) is None:  # from before the feed began: from
-                curve = await hub.reader.curve(job_id, tenant, position, max_points)
-                if curve is None:  # Redis, as a curve poll (once: the feed holds the rest)
+            if feed.losses_after(position) is None:  # from before the feed began: read
+                # from Redis, once (the feed holds the rest)
+                earlier = await hub.reader.update(job_id, position, 1)
+                if earlier is None:
                     yield _encode("end", {"status": "gone"})
                     return
                 state = feed.state or state
-                if len(curve["iterations"]):
-                    position = int(curve["iterations"][-1])
-                    chunk.append(_progress(state, curve["iterations"], curve["loss"]))
+                position, next_row, caught_up = _round(state, earlier.losses, position,
+                                                       earlier.rows, next_row, max_points)
+                chunk.append(caught_up)
             # No await from here to the round's yield: state, raw and rows are one version.
             version = feed.version
             status = (state.status, state.error, state.warnings)
@@ -294,23 +345,16 @@ async def events(
                 chunk.insert(0, feed.encoded("status", partial(_encode, "status", {
                     "status": state.status, "error": state.error,
                     "warnings": state.warnings})))
-            position, progress = feed.encoded(
-                ("progress", position, max_points),
-                partial(_held_progress, feed, state, position, max_points))
-            if progress is not None:
-                chunk.append(progress)
-            for row in feed.rows:
-                epoch = int(row["epoch"])
-                if epoch not in sent_rows and int(row["iteration"]) <= position:
-                    sent_rows.add(epoch)
-                    chunk.append(feed.encoded(("epoch", position, epoch), partial(
-                        _encode, "epoch", row, f"{position}:{epoch}")))
+            position, next_row, held = feed.encoded(
+                ("round", position, next_row, max_points),
+                partial(_held_round, feed, state, position, next_row, max_points))
+            chunk.append(held)
             ended = state.status in TERMINAL_STATUSES and position >= feed.total
             if ended:
                 chunk.append(_encode("end", {"status": state.status}))
-            if chunk:
+            if any(chunk):
                 yield b"".join(chunk)
             if ended:
                 return
             if position >= feed.total and feed.version == version:  # nothing new since
-                await feed.changed(QUIET_READ_SECONDS)
+                await feed.changed()

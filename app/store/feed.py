@@ -1,5 +1,5 @@
 """FeedReader: the API's asyncio reads for the event stream (app.api.events): a tenant's
-curve snapshot, and what changed in a job since the last look."""
+job, and what changed in a job since a given point."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from redis.asyncio import Redis as AsyncRedis
 
 from app.store import lua
-from app.store.curve import BYTES_PER_POINT, check_curve_query, curve_document
+from app.store.curve import BYTES_PER_POINT
 from app.store.keys import KeyLayout, is_job_id
 from app.store.records import text, visible_job
 
@@ -34,7 +34,6 @@ class FeedReader:
     def __init__(self, client: AsyncRedis, prefix: str) -> None:
         self.keys = KeyLayout(prefix)
         self._client = client
-        self._read_curve = client.register_script(lua.READ_CURVE)
         self._feed_read = client.register_script(lua.FEED_READ)
 
     async def job(self, job_id: str, tenant: str) -> dict[str, Any] | None:
@@ -42,19 +41,6 @@ class FeedReader:
         if not is_job_id(job_id):
             return None
         return visible_job(await self._client.hgetall(self.keys.job(job_id).job), tenant)
-
-    async def curve(
-        self, job_id: str, tenant: str, since: int, max_points: int
-    ) -> dict[str, Any] | None:
-        """As JobStore.read_curve, awaited, with NumPy arrays (for curve.dumps)."""
-        check_curve_query(since, max_points)
-        if not is_job_id(job_id):
-            return None
-        found = await self._read_curve(
-            keys=list(self.keys.curve_keys(job_id)),
-            args=[tenant, min(since, 2**40) * BYTES_PER_POINT],
-        )
-        return curve_document(found, since, max_points, arrays=True) if found else None
 
     async def update(self, job_id: str, total: int, first_epoch: int) -> Update | None:
         """The job now, with the losses after iteration `total` and the epoch rows from

@@ -67,7 +67,7 @@ async def job_events(
         return unprocessable(
             [field_error("Last-Event-ID", str(exc), last_event_id, where="header")]
         )
-    return EventSourceResponse(events(hub, job_id, tenant, resume, max_points),
+    return EventSourceResponse(events(hub, job_id, resume, max_points),
                                ping=KEEPALIVE_SECONDS)
 
 
