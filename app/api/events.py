@@ -171,11 +171,13 @@ class Feed:
             self._encoded[key] = encode()
         return cast(T, self._encoded[key])
 
-    def losses_after(self, iteration: int) -> bytes | None:
-        """The float32 bytes of the iterations after `iteration`, or None when the feed
-        does not hold them all (they come from Redis)."""
-        if iteration < self.base:
-            return None
+    def holds(self, iteration: int) -> bool:
+        """Whether the feed holds every iteration after `iteration` (else the earlier ones
+        come from Redis)."""
+        return iteration >= self.base
+
+    def losses_after(self, iteration: int) -> bytes:
+        """The float32 bytes of the iterations after `iteration`, which the feed holds."""
         return bytes(self.raw[(iteration - self.base) * BYTES_PER_POINT:])
 
 
@@ -304,8 +306,7 @@ def _round(state: Update, data: bytes, after: int, rows: list[dict[str, Any]],
 def _held_round(feed: Feed, state: Update, after: int, next_row: int, max_points: int
                 ) -> tuple[int, int, bytes]:
     """_round on what the feed holds (the caller has checked that it holds `after`)."""
-    return _round(state, feed.losses_after(after) or b"", after, feed.rows, next_row,
-                  max_points)
+    return _round(state, feed.losses_after(after), after, feed.rows, next_row, max_points)
 
 
 async def events(
@@ -327,7 +328,7 @@ async def events(
                 await feed.changed()
                 continue
             chunk: list[bytes] = []
-            if feed.losses_after(position) is None:  # from before the feed began: read
+            if not feed.holds(position):  # from before the feed began: read
                 # from Redis, once (the feed holds the rest)
                 earlier = await hub.reader.update(job_id, position, 1)
                 if earlier is None:
