@@ -122,8 +122,9 @@ function login(message) {
     sessionStorage.setItem(KEY, input.value.trim());
     try {
       await api("/v1/me");
-      location.hash = "#/";
-      render();
+      if (location.hash === "#/") render();
+      else location.hash = "#/";  // its hashchange renders (once: a second render would
+                                  // replace a form the user may have begun to fill)
     } catch (error) {
       login(error.status === 401 ? "That key is unknown or revoked." : error.message);
     }
@@ -400,7 +401,21 @@ async function jobView(jobId) {
 
 // -- routing ---------------------------------------------------------------------------
 
-async function render() {
+// One render at a time: a render asked for while one is under way runs after it, so a slow
+// render that started first can never replace the page of the one asked for last.
+let rendering = null;
+let renderAgain = false;
+function render() {
+  if (rendering) { renderAgain = true; return rendering; }
+  rendering = (async () => {
+    try {
+      do { renderAgain = false; await renderOnce(); } while (renderAgain);
+    } finally { rendering = null; }
+  })();
+  return rendering;
+}
+
+async function renderOnce() {
   leave();
   leave = () => {};
   const key = sessionStorage.getItem(KEY);
