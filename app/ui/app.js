@@ -241,7 +241,9 @@ async function listView() {
 function lossChart(target, width) {
   return new uPlot({
     width, height: 300, scales: { x: { time: false }, y: { distr: 3 } },  // a log scale for the loss
-    axes: [{ label: "iteration (mini-batch)" }, { label: "loss (log scale)" }],
+    axes: [{ label: "iteration (mini-batch)" },
+      // uPlot's own labels round below 0.001 to "0": 1e-4 and below in powers of ten.
+      { label: "loss (log scale)", values: (u, splits) => splits.map((v) => (v == null ? "" : v >= 0.001 ? uPlot.fmtNum(v) : v.toExponential(0))) }],
     series: [{}, { label: "mini-batch loss", stroke: "#8fb0e8", width: 1 },
       { label: "train loss (epoch)", stroke: "#e07b39", width: 2, spanGaps: true, points: { show: true, size: 7 } },
       { label: "validation loss (epoch)", stroke: "#c0392b", width: 2, spanGaps: true, points: { show: true, size: 7 } }],
@@ -348,6 +350,8 @@ async function jobView(jobId) {
   };
   const showProgress = (p) => {
     const fraction = headerStatus.textContent === "succeeded" ? 1 : (p.fraction || 0);
+    // A live bar glides to each new width; an ended job's is drawn where it ends at once.
+    bar.style.transition = TERMINAL.includes(headerStatus.textContent) ? "none" : "";
     bar.style.width = `${(100 * fraction).toFixed(1)}%`;
     progressText.textContent = `epoch ${p.epoch}/${p.epochs} · iteration ${p.iteration}` + (p.eta_seconds ? ` · about ${Math.ceil(p.eta_seconds)} s left` : "");
   };
