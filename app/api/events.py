@@ -97,7 +97,7 @@ class Feed:
         self.rows: list[dict[str, Any]] = []
         self.state: Update | None = None
         self.version = 0  # counts the reads that changed state, raw or rows
-        self._encoded: dict[Hashable, Any] = {}  # this version's events, on the wire
+        self._encoded: dict[Hashable, Any] = {}  # this version's events (see encoded)
         self.gone = False
         self._changed = asyncio.Event()
         self._reading: asyncio.Task[None] | None = None
