@@ -29,9 +29,11 @@ EVENT_SCHEMA = {
 STREAM_DESCRIPTION = """Server-sent events, in this order: `status` {status, error,
 warnings} first and on each change; `progress` {iteration, epoch, epochs, fraction,
 eta_seconds, iterations, loss} with the points new since the previous event (at most
-max_points, evenly downsampled, the last kept; its id is the last iteration); `epoch` (an
-epoch row; id "iteration:epoch"); `end` {status} last, then the stream closes. A comment
-line every 15 s keeps proxies from closing it."""
+max_points, evenly downsampled, the last kept; its id is the last iteration), which stop at
+any epoch's end among them; `epoch` (an epoch row, right after the points that end it; id
+"iteration:epoch"); `end` {status} last, then the stream closes. Last-Event-ID (either
+kind of id) resumes with nothing repeated or skipped. A comment line every 15 s keeps
+proxies from closing it."""
 
 
 @router.get(
