@@ -174,6 +174,10 @@ local function rate_refusal(submissions, per_minute)
   end
   return nil, ms
 end
+local function count_submission(submissions, ms, member)
+  redis.call('ZADD', submissions, ms, member)
+  redis.call('PEXPIRE', submissions, 61000)
+end
 """
 
 # Submit: the tenant's quotas, the new job, and its dispatch (a message now, or a place in
@@ -212,10 +216,7 @@ local active = redis.call('ZCARD', tenant_key(tenant, ':jobs:status:queued'))
 if active >= max_active then
   return {-1, 'max_active_jobs', max_active, active, 5}
 end
-if submission then
-  redis.call('ZADD', KEYS[EXTRA + 5], ms, ARGV[1])
-  redis.call('PEXPIRE', KEYS[EXTRA + 5], 61000)
-end
+if submission then count_submission(KEYS[EXTRA + 5], ms, ARGV[1]) end
 local seq = redis.call('INCR', KEYS[EXTRA + 1])
 redis.call('HSET', KEYS[1], 'seq', seq, 'tenant', tenant, unpack(ARGV, 11))
 redis.call('ZADD', KEYS[EXTRA + 2], seq, ARGV[1])
@@ -583,12 +584,21 @@ return {record, fields, read_curve(KEYS[2], KEYS[3], KEYS[4], tenant, ARGV[2])}
 CREATE_SWEEP = _RATE + """
 local refused, ms = rate_refusal(KEYS[4], tonumber(ARGV[2]))
 if refused then return refused end
-redis.call('ZADD', KEYS[4], ms, 'sweep:' .. ARGV[1])
-redis.call('PEXPIRE', KEYS[4], 61000)
+count_submission(KEYS[4], ms, 'sweep:' .. ARGV[1])
 local seq = redis.call('INCR', KEYS[5])
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('ZADD', KEYS[2], seq, ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[1])
+return {1}
+"""
+
+# A gradient check (it computes in an API process), counted as one of its tenant's
+# submissions. KEYS: 1 the tenant's submissions. ARGV: 1 submissions_per_minute, 2 its
+# member. Returns {1} or the refusal of rate_refusal.
+COUNT_SUBMISSION = _RATE + """
+local refused, ms = rate_refusal(KEYS[1], tonumber(ARGV[1]))
+if refused then return refused end
+count_submission(KEYS[1], ms, ARGV[2])
 return {1}
 """
 

@@ -23,7 +23,7 @@ from app.store import lua
 from app.store.base import StoreBase
 from app.store.curve import BYTES_PER_POINT, check_curve_query, curve_document
 from app.store.keys import KeyLayout, is_job_id
-from app.store.records import decode_hash, text
+from app.store.records import QuotaExceeded, decode_hash, text
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -219,6 +219,7 @@ class TenantStore(StoreBase):
         self._revoke = self._script(lua.REVOKE_KEY)
         self._auth = self._script(lua.AUTHENTICATE)
         self._set_quotas = self._script(lua.SET_QUOTAS)
+        self._count_submission = self._script(lua.COUNT_SUBMISSION)
 
     def _new_key_args(self) -> tuple[str, list[str]]:
         api_key = new_api_key()
@@ -318,6 +319,16 @@ class TenantStore(StoreBase):
         if tenant is None:
             raise TenantNotFound(tenant_id)
         return tenant
+
+    def count_submission(self, tenant_id: str, per_minute: int, what: str) -> None:
+        """Count one submission of `what` (a kind of work, as "gradcheck") against the
+        tenant's submissions_per_minute, or raise QuotaExceeded when it is at the limit."""
+        member = f"{what}:{secrets.token_hex(8)}"
+        counted = self._count_submission(keys=[self.keys.tenant_submissions(tenant_id)],
+                                         args=[per_minute, member])
+        if counted[0] == -1:
+            quota, limit, count, retry_after = counted[1:]
+            raise QuotaExceeded(text(quota), int(limit), int(count), int(retry_after))
 
     def usage(self, tenant_id: str) -> dict[str, int]:
         """What counts against the tenant's quotas now."""

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from app import data
 from app.api.routes import gradcheck
-from tests.app.conftest import MakeClient
+from tests.app.conftest import ADMIN_TOKEN, MakeClient
 from trainer import dataset_info
 
 PATH = "/v1/gradient-check"
@@ -222,7 +222,31 @@ def test_the_dataset_is_loaded_once_per_process(
 def test_the_route_is_in_the_openapi_with_its_answer(client: TestClient) -> None:
     operation = client.get("/openapi.json").json()["paths"][PATH]["post"]
 
-    assert "200" in operation["responses"] and "422" in operation["responses"]
+    assert {"200", "422", "429"} <= set(operation["responses"])
     assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "GradientCheckSpec"
     )
+
+
+def test_a_check_is_a_submission_and_a_tenant_over_its_rate_gets_a_429(
+    client: TestClient,
+) -> None:
+    """A check costs seconds of an API process's CPU: it counts against
+    submissions_per_minute with the tenant's jobs and sweeps (a refused one does not)."""
+    bob = client.post("/v1/admin/tenants", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                      json={"name": "bob", "quotas": {"submissions_per_minute": 2}}).json()
+    as_bob = {"Authorization": f"Bearer {bob['api_key']}"}
+    assert client.post(PATH, json={**DIGITS, "batch_size": 10**6}, headers=as_bob
+                       ).status_code == 422  # not computed: not counted
+    assert client.post(PATH, json=DIGITS, headers=as_bob).status_code == 200
+    assert client.post("/v1/jobs", json={"dataset": "spiral", "epochs": 1},
+                       headers=as_bob).status_code == 202
+
+    refused = client.post(PATH, json=DIGITS, headers=as_bob)
+
+    assert refused.status_code == 429
+    body = refused.json()
+    assert (body["quota"], body["limit"], body["current"]) == ("submissions_per_minute", 2, 2)
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert client.get("/v1/me", headers=as_bob).json()["usage"]["submissions_last_minute"] == 2
+    assert client.post(PATH, json=DIGITS).status_code == 200  # alice is not bob

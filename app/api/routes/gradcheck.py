@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from app.api.auth import UNAUTHORIZED, PrincipalDep
 from app.api.catalog import Catalog
-from app.api.deps import SettingsDep, UploadsDep
+from app.api.deps import DefaultQuotasDep, SettingsDep, TenantsDep, UploadsDep
 from app.api.errors import field_error, unprocessable
+from app.api.routes.jobs import quota_refusal
 from app.api.schemas import (
     MAX_SEED,
     Activation,
@@ -18,9 +19,12 @@ from app.api.schemas import (
     HiddenSizes,
     JobSpec,
     Loss,
+    QuotaRefusal,
     Unprocessable,
 )
 from app.data import Datasets
+from app.store.jobs import UNLIMITED
+from app.store.records import QuotaExceeded
 from trainer import DatasetError, InvalidConfig, TrainConfig
 from trainer.cost import gradient_check_seconds
 from trainer.gradcheck import AGREE, check_initial_gradients
@@ -112,16 +116,19 @@ class GradientCheckResult(BaseModel):
         422: {"model": Unprocessable,
               "description": "Invalid body, or a check estimated over "
               "DESCENT_MAX_INLINE_SECONDS; each entry names the field and the value"},
+        429: {"model": QuotaRefusal, "description": "Over submissions_per_minute (a check "
+              "is one submission); Retry-After says when to try again"},
     },
 )
 def gradient_check(
     spec: GradientCheckSpec, principal: PrincipalDep, settings: SettingsDep,
-    uploads: UploadsDep,
+    uploads: UploadsDep, tenants: TenantsDep, defaults: DefaultQuotasDep,
 ) -> Any:
     """Backprop's gradient against central differences (float64, h = 1e-4) for every
     parameter, at the initial weights of a job with this seed, on its first mini-batch.
     Computed here, in the API process, when its estimate is within
-    DESCENT_MAX_INLINE_SECONDS."""
+    DESCENT_MAX_INLINE_SECONDS. A check that is computed counts as one of the tenant's
+    submissions (submissions_per_minute), as a job or a sweep does."""
     resolved, errors = Catalog(settings, uploads, principal.tenant.id).resolve(spec.dataset)
     if resolved is None:
         return unprocessable(errors)
@@ -135,6 +142,11 @@ def gradient_check(
     estimate = gradient_check_seconds(sizes, config.batch_size)
     if estimate > settings.max_inline_seconds:
         return unprocessable([_too_long(spec, sizes, estimate, settings.max_inline_seconds)])
+    per_minute = principal.tenant.quotas(defaults).get("submissions_per_minute", UNLIMITED)
+    try:
+        tenants.count_submission(principal.tenant.id, int(per_minute), "gradcheck")
+    except QuotaExceeded as exc:
+        return quota_refusal(exc)
     try:
         dataset = Datasets(uploads, settings.data_dir).load(resolved.stored)
         result = check_initial_gradients(config, dataset)
