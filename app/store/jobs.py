@@ -166,8 +166,7 @@ class JobStore(StoreBase):
         if created == -3:
             raise DatasetGone(spec.get("dataset"))
         if created == -1:
-            quota, limit, count, retry_after = found
-            raise QuotaExceeded(text(quota), int(limit), int(count), int(retry_after))
+            raise QuotaExceeded.refusal(found)
         existing_id, existing_print = found
         if created:
             logger.info("job %s queued for tenant %s", job_id, tenant)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +38,13 @@ class QuotaExceeded(StoreError):
         self.limit = limit
         self.count = count
         self.retry_after = retry_after
+
+    @classmethod
+    def refusal(cls, found: Sequence[Any]) -> QuotaExceeded:
+        """From a Lua script's refusal {quota, limit, count, retry_after} (lua._RATE's and
+        the submit's, after their -1)."""
+        quota, limit, count, retry_after = found
+        return cls(text(quota), int(limit), int(count), int(retry_after))
 
 
 class DatasetGone(StoreError):

@@ -119,8 +119,7 @@ class SweepStore(JobStore):
                   self.keys.seq],  # the seq: a unique score, for the list's cursor
             args=[sweep_id, per_minute, *(item for pair in fields.items() for item in pair)])
         if created[0] == -1:
-            quota, limit, count, retry_after = created[1:]
-            raise QuotaExceeded(text(quota), int(limit), int(count), int(retry_after))
+            raise QuotaExceeded.refusal(created[1:])
         logger.info("sweep %s created for tenant %s: %d trials", sweep_id, tenant, len(trials))
         self.advance(sweep_id)
         found = self.get_sweep(sweep_id, tenant=tenant)

@@ -327,8 +327,7 @@ class TenantStore(StoreBase):
         counted = self._count_submission(keys=[self.keys.tenant_submissions(tenant_id)],
                                          args=[per_minute, member])
         if counted[0] == -1:
-            quota, limit, count, retry_after = counted[1:]
-            raise QuotaExceeded(text(quota), int(limit), int(count), int(retry_after))
+            raise QuotaExceeded.refusal(counted[1:])
 
     def usage(self, tenant_id: str) -> dict[str, int]:
         """What counts against the tenant's quotas now."""
