@@ -21,6 +21,8 @@ bearer = HTTPBearer(
     description="A tenant's API key (dsk_...); the operator's DESCENT_ADMIN_TOKEN on "
     "/v1/admin/*.",
 )
+# What HTTPBearer parses is not used: as a dependency it puts the scheme in the OpenAPI, and
+# presented_key reads the header for every route (the curve's too, which has no dependency).
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorDetail, "description": "Missing, unknown or revoked key"}
@@ -30,12 +32,6 @@ UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
 def refused(detail: str, error: str | None = None) -> HTTPException:
     challenge = "Bearer" if error is None else f'Bearer error="{error}"'
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": challenge})
-
-
-def _presented(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
-    # `credentials` (HTTPBearer's) puts the scheme in the OpenAPI; the header is read once,
-    # by presented_key, for every route.
-    return presented_key(request)
 
 
 def presented_key(request: Request) -> str:
@@ -52,7 +48,7 @@ def presented_key(request: Request) -> str:
 
 async def tenant_of(request: Request, credentials: Credentials) -> Principal:
     """The tenant the request's key speaks for (a 401 otherwise)."""
-    key = _presented(request, credentials)
+    key = presented_key(request)
     check: KeyCheck = request.app.state.key_check
     principal = await check.authenticate(key)
     if principal is None:
@@ -62,7 +58,7 @@ async def tenant_of(request: Request, credentials: Credentials) -> Principal:
 
 async def operator(request: Request, credentials: Credentials) -> None:
     """The operator's token (DESCENT_ADMIN_TOKEN), compared in constant time."""
-    token = _presented(request, credentials)
+    token = presented_key(request)
     expected = request.app.state.settings.admin_token
     if expected is None:
         raise refused(

@@ -289,7 +289,7 @@ class JobStore(StoreBase):
     ) -> dict[str, Any] | None:
         """Losses of the iterations after `since`, downsampled to max_points; one snapshot.
         None for an unknown job or another tenant's. (The API awaits the same read on its
-        event loop: app.store.feed.FeedReader.curve.)"""
+        event loop, with the key's check in the same script: KeyCheck.curve.)"""
         check_curve_query(since, max_points)
         if not is_job_id(job_id):
             return None

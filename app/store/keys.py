@@ -290,10 +290,9 @@ class KeyLayout:
         return base, f"{base}:losses", f"{base}:epochs"
 
     def job(self, job_id: str) -> JobKeys:
-        job, losses, epochs = self.curve_keys(job_id)
-        base = job
+        base, losses, epochs = self.curve_keys(job_id)
         return JobKeys(
-            job=job,
+            job=base,
             losses=losses,
             epochs=epochs,
             metrics=f"{base}:metrics",

@@ -192,7 +192,7 @@ class KeyCheck:
                     ) -> tuple[Principal | None, dict[str, Any] | None]:
         """A curve poll in one round trip (lua.AUTHENTICATED_CURVE): the key's principal
         (None: unknown or revoked) and, when the job is its tenant's, the curve (as
-        FeedReader.curve answers it)."""
+        JobStore.read_curve answers it, with NumPy arrays for orjson)."""
         check_curve_query(since, max_points)
         digest = plausible_digest(api_key)
         if digest is None:
